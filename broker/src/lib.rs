@@ -1,1 +1,80 @@
-//! placeholder
+//! The broker: everything that is shared between workers and gateways.
+//!
+//! - [`Broker`] is the one interface; [`memory::MemoryBroker`] (one process, no
+//!   dependencies) and the NATS JetStream engine implement it, and one conformance
+//!   suite (`tests/conformance.rs`) holds both to it.
+//! - Stored messages get a `seq` from one sequence shared by all rooms; each carries the
+//!   `prev` seq of its room, so a reader of the live feed can see a gap and fill it from
+//!   [`Broker::history`].
+//! - The live feed ([`Broker::live`]) is per room: a worker takes one with its first
+//!   local member of a room and drops it with the last.
+//! - Presence and mesh-wide control (disconnect, revocation) ride beside it.
+
+pub mod memory;
+mod message;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use switchyard_protocol::frame::Member;
+use switchyard_protocol::{RoomName, UserId};
+
+pub use message::{Control, History, LiveEvent, Message, Publish, Stored};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot take the request now; nothing was stored. Retry later.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The request itself is unacceptable (for example, larger than the broker takes).
+    #[error("rejected by the broker: {0}")]
+    Rejected(String),
+    #[error("broker internal error: {0}")]
+    Internal(String),
+}
+
+/// A room's live feed: messages in seq order (with possible gaps), presence events, and
+/// [`LiveEvent::Lagged`] when the feed itself dropped something.
+pub type LiveFeed = BoxStream<'static, LiveEvent>;
+/// Mesh-wide control events, as every worker sees them.
+pub type ControlFeed = BoxStream<'static, Control>;
+
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// The engine's name, for logs and metrics.
+    fn engine(&self) -> &'static str;
+
+    /// Stores a message and returns its seq once it is stored. With a `msg_id` seen within
+    /// the dedupe window, stores nothing and returns the first seq (`duplicate: true`).
+    async fn publish(&self, msg: Publish) -> Result<Stored, BrokerError>;
+
+    /// Sends a message to the live feed only: no seq, no history.
+    async fn publish_ephemeral(&self, msg: Publish) -> Result<(), BrokerError>;
+
+    /// Retained messages of `room` with `seq > since`, oldest first, at most `limit`,
+    /// with the room's latest seq, the store's epoch and whether nothing after `since`
+    /// has been lost. `since` greater than the latest seq is not recovered.
+    async fn history(&self, room: &RoomName, since: u64, limit: usize) -> Result<History, BrokerError>;
+
+    /// The live feed of a room, from now on.
+    async fn live(&self, room: &RoomName) -> Result<LiveFeed, BrokerError>;
+
+    /// Marks one connection of `user` present in `room`; the user's first connection
+    /// emits [`LiveEvent::Join`] on the room's feed.
+    async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError>;
+
+    /// The inverse of [`Broker::join`]; the user's last connection emits
+    /// [`LiveEvent::Leave`].
+    async fn leave(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError>;
+
+    /// Who is in a room, with their connection counts, sorted by user.
+    async fn presence(&self, room: &RoomName) -> Result<Vec<Member>, BrokerError>;
+
+    /// Sends a control event to every worker of the mesh (and records revocations).
+    async fn control(&self, event: Control) -> Result<(), BrokerError>;
+
+    /// Control events from now on.
+    async fn control_feed(&self) -> Result<ControlFeed, BrokerError>;
+
+    /// Tokens of `user` issued before this time (seconds since the epoch) are revoked.
+    async fn revoked_before(&self, user: &UserId) -> Result<Option<u64>, BrokerError>;
+}

@@ -6,6 +6,8 @@
 pub enum CloseCode {
     Normal = 1000,
     GoingAway = 1001,
+    /// The peer broke RFC 6455 framing (for example a fragmented control frame).
+    ProtocolError = 1002,
     Policy = 1008,
     TooLarge = 1009,
     Internal = 1011,
@@ -16,9 +18,10 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    pub const ALL: [CloseCode; 9] = [
+    pub const ALL: [CloseCode; 10] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
+        CloseCode::ProtocolError,
         CloseCode::Policy,
         CloseCode::TooLarge,
         CloseCode::Internal,
@@ -41,6 +44,7 @@ impl CloseCode {
         match self {
             CloseCode::Normal => "normal close",
             CloseCode::GoingAway => "server shutting down",
+            CloseCode::ProtocolError => "websocket protocol error",
             CloseCode::Policy => "policy violation",
             CloseCode::TooLarge => "frame too large",
             CloseCode::Internal => "internal error",
@@ -70,7 +74,7 @@ mod tests {
             assert_eq!(CloseCode::from_code(c.code()), Some(c));
             assert!(c.reason().len() <= 123);
         }
-        assert_eq!(CloseCode::from_code(1002), None);
+        assert_eq!(CloseCode::from_code(1003), None);
         assert_eq!(CloseCode::SlowConsumer.code(), 4008);
         assert_eq!(CloseCode::Disconnected.code(), 4009);
     }

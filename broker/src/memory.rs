@@ -1,0 +1,272 @@
+//! The memory engine: one process, no dependencies. History is a bounded log per room
+//! (`history_size` messages, `history_ttl` age); the live feed is a bounded broadcast
+//! per room sent to under the room's lock, so it carries seqs in order. Its epoch is
+//! new on every start: a restarted process has lost its history, and says so.
+
+mod dedupe;
+mod presence;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use rand::Rng;
+use switchyard_protocol::frame::Member;
+use switchyard_protocol::{RoomName, UserId};
+use tokio::sync::broadcast;
+
+use crate::{Broker, BrokerError, Control, ControlFeed, History, LiveEvent, LiveFeed, Message, Publish, Stored};
+use dedupe::Dedupe;
+use presence::PresenceTable;
+
+pub const DEFAULT_HISTORY_SIZE: usize = 1000;
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
+/// Live events buffered per room before a slow feed reader gets [`LiveEvent::Lagged`].
+pub const DEFAULT_LIVE_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryConfig {
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    pub dedupe_window: Duration,
+    pub live_capacity: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl: DEFAULT_HISTORY_TTL,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            live_capacity: DEFAULT_LIVE_CAPACITY,
+        }
+    }
+}
+
+pub struct MemoryBroker {
+    config: MemoryConfig,
+    epoch: Arc<str>,
+    next_seq: AtomicU64,
+    rooms: Mutex<HashMap<RoomName, Arc<Room>>>,
+    dedupe: Mutex<Dedupe>,
+    presence: Mutex<PresenceTable>,
+    control: broadcast::Sender<Control>,
+    revoked: Mutex<HashMap<UserId, u64>>,
+}
+
+struct Room {
+    state: Mutex<RoomLog>,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+#[derive(Default)]
+struct RoomLog {
+    entries: VecDeque<(Instant, Arc<Message>)>,
+    /// Latest seq ever stored in the room.
+    head: u64,
+    /// Highest seq dropped from the log: a reader from before it cannot be recovered.
+    evicted_through: u64,
+}
+
+impl RoomLog {
+    fn evict(&mut self, size: usize, ttl: Duration, now: Instant) {
+        while let Some((at, msg)) = self.entries.front() {
+            if self.entries.len() <= size && now.duration_since(*at) <= ttl {
+                break;
+            }
+            self.evicted_through = msg.seq.unwrap_or(self.evicted_through);
+            self.entries.pop_front();
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+impl MemoryBroker {
+    pub fn new(config: MemoryConfig) -> MemoryBroker {
+        let epoch: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(10)
+            .map(char::from)
+            .collect();
+        MemoryBroker {
+            dedupe: Mutex::new(Dedupe::new(config.dedupe_window)),
+            config,
+            epoch: Arc::from(format!("m-{epoch}")),
+            next_seq: AtomicU64::new(1),
+            rooms: Mutex::new(HashMap::new()),
+            presence: Mutex::new(PresenceTable::default()),
+            control: broadcast::channel(1024).0,
+            revoked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn room(&self, name: &RoomName) -> Arc<Room> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(name) {
+            return room.clone();
+        }
+        // Rooms nobody listens to and nothing is retained in are dropped as others come.
+        if rooms.len() % 1024 == 1023 {
+            rooms.retain(|_, r| r.live.receiver_count() > 0 || !lock(&r.state).entries.is_empty());
+        }
+        let room = Arc::new(Room {
+            state: Mutex::new(RoomLog::default()),
+            live: broadcast::channel(self.config.live_capacity).0,
+        });
+        rooms.insert(name.clone(), room.clone());
+        room
+    }
+}
+
+/// A poisoned lock means a panic while holding it; the data is plain and still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn engine(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn publish(&self, msg: Publish) -> Result<Stored, BrokerError> {
+        let room = self.room(&msg.room);
+        let mut log = lock(&room.state);
+        // The dedupe check and the store happen under the room lock so that two
+        // concurrent retries of one message cannot both store it.
+        if let Some(id) = &msg.msg_id {
+            if let Some(stored) = lock(&self.dedupe).get(&msg.room, id) {
+                return Ok(Stored { duplicate: true, ..stored });
+            }
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let ts = now_ms();
+        let message = Arc::new(Message {
+            room: msg.room.clone(),
+            seq: Some(seq),
+            prev: Some(log.head),
+            from: msg.from,
+            ts,
+            data: msg.data,
+            traceparent: msg.traceparent,
+        });
+        log.head = seq;
+        let now = Instant::now();
+        log.entries.push_back((now, message.clone()));
+        log.evict(self.config.history_size, self.config.history_ttl, now);
+        let stored = Stored { seq, ts, duplicate: false };
+        if let Some(id) = msg.msg_id {
+            lock(&self.dedupe).insert(&msg.room, id, stored);
+        }
+        // No receivers is not an error: nobody is listening live.
+        let _ = room.live.send(LiveEvent::Msg(message));
+        Ok(stored)
+    }
+
+    async fn publish_ephemeral(&self, msg: Publish) -> Result<(), BrokerError> {
+        let room = self.room(&msg.room);
+        let message = Arc::new(Message {
+            room: msg.room,
+            seq: None,
+            prev: None,
+            from: msg.from,
+            ts: now_ms(),
+            data: msg.data,
+            traceparent: msg.traceparent,
+        });
+        let _ = room.live.send(LiveEvent::Msg(message));
+        Ok(())
+    }
+
+    async fn history(&self, room: &RoomName, since: u64, limit: usize) -> Result<History, BrokerError> {
+        let room = self.room(room);
+        let mut log = lock(&room.state);
+        log.evict(self.config.history_size, self.config.history_ttl, Instant::now());
+        let start = log.entries.partition_point(|(_, m)| m.seq.unwrap_or(0) <= since);
+        let messages = log.entries.iter().skip(start).take(limit).map(|(_, m)| m.clone()).collect();
+        Ok(History {
+            head: log.head,
+            epoch: self.epoch.clone(),
+            recovered: since >= log.evicted_through && since <= log.head,
+            messages,
+        })
+    }
+
+    async fn live(&self, room: &RoomName) -> Result<LiveFeed, BrokerError> {
+        let rx = self.room(room).live.subscribe();
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(event) => Some((event, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((LiveEvent::Lagged, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed())
+    }
+
+    async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
+        if lock(&self.presence).join(room, user, conn) {
+            let _ = self.room(room).live.send(LiveEvent::Join { room: room.clone(), user: user.clone() });
+        }
+        Ok(())
+    }
+
+    async fn leave(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
+        if lock(&self.presence).leave(room, user, conn) {
+            let _ = self.room(room).live.send(LiveEvent::Leave { room: room.clone(), user: user.clone() });
+        }
+        Ok(())
+    }
+
+    async fn presence(&self, room: &RoomName) -> Result<Vec<Member>, BrokerError> {
+        Ok(lock(&self.presence).members(room))
+    }
+
+    async fn control(&self, event: Control) -> Result<(), BrokerError> {
+        let Control::Disconnect { user, until } = &event;
+        if let Some(until) = until {
+            let mut revoked = lock(&self.revoked);
+            revoked.retain(|_, t| *t > now_secs());
+            revoked.insert(user.clone(), *until);
+        }
+        let _ = self.control.send(event);
+        Ok(())
+    }
+
+    async fn control_feed(&self) -> Result<ControlFeed, BrokerError> {
+        let rx = self.control.subscribe();
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    // A control event lost to lag is logged; 1024 queued is far past normal.
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "control feed lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed())
+    }
+
+    async fn revoked_before(&self, user: &UserId) -> Result<Option<u64>, BrokerError> {
+        let now = now_secs();
+        Ok(lock(&self.revoked).get(user).copied().filter(|until| *until > now))
+    }
+}

@@ -1,0 +1,204 @@
+//! The outbound side: hand an upgrade to a remote worker and splice bytes both ways.
+//!
+//! The upgrade is forwarded over a fresh TCP connection with the verified identity in
+//! signed headers (`sy-identity`, `sy-identity-sig`). On the worker's `101` the client
+//! gets its own `101` with the worker's accept key and subprotocol, and a task copies
+//! bytes both ways with small buffers, keeping half-close. After that the gateway never
+//! parses a frame.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
+use switchyard_protocol::Identity;
+use tokio::net::TcpStream;
+use tracing::Instrument as _;
+
+use crate::error::Rejection;
+use crate::route::{ConnGuard, RemoteWorker, Target};
+use crate::upgrade::no_worker;
+use crate::Shared;
+
+/// Bytes buffered per direction of a splice.
+pub const SPLICE_BUFFER_BYTES: usize = 4096;
+/// Largest non-101 answer of a worker relayed to the client.
+const MAX_RELAYED_BODY_BYTES: usize = 64 * 1024;
+
+/// Why one attempt to reach a worker failed; the next worker may do better.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    #[error("connect timed out")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// Hands `req` to `first`, or once to another worker when `first` cannot be reached.
+pub(crate) async fn splice(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+    first: Arc<RemoteWorker>,
+    identity: Identity,
+) -> Result<Response<Full<Bytes>>, Rejection> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let secret = shared
+        .identity_secret
+        .as_deref()
+        .ok_or_else(|| Rejection::internal("remote worker without an identity secret"))?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let (payload, sig) = identity.sign(secret, now_ms);
+    let forward = || -> Result<Request<Empty<Bytes>>, Rejection> {
+        let mut out = Request::builder()
+            .method(req.method().clone())
+            .uri(req.uri().clone())
+            .body(Empty::new())
+            .map_err(|e| Rejection::internal(format!("cannot forward request: {e}")))?;
+        *out.headers_mut() = req.headers().clone();
+        let headers = out.headers_mut();
+        let value = |v: &str| {
+            HeaderValue::from_str(v).map_err(|_| Rejection::internal("identity header"))
+        };
+        headers.insert(IDENTITY_HEADER, value(&payload)?);
+        headers.insert(IDENTITY_SIG_HEADER, value(&sig)?);
+        Ok(out)
+    };
+
+    let mut worker = first;
+    for attempt in 0..2 {
+        let guard = worker.guard();
+        match exchange(shared, &worker, forward()?).await {
+            Ok(response) => {
+                return answer(shared, response, client_upgrade, guard, worker.id()).await;
+            }
+            Err(e) => {
+                tracing::warn!(worker.id = worker.id(), error = %e, "worker unreachable");
+                worker.mark_down(Instant::now());
+            }
+        }
+        if attempt == 1 {
+            break;
+        }
+        match shared.router.choose(None, Some(worker.id()), Instant::now()) {
+            Some(Target::Remote(next)) => worker = next,
+            // An in-process worker takes the request itself, which is now bound for a
+            // remote hop (its upgrade is taken): the retry stays among remote workers.
+            _ => break,
+        }
+    }
+    Err(no_worker())
+}
+
+/// Sends the upgrade to one worker and returns its answer.
+async fn exchange(
+    shared: &Shared,
+    worker: &RemoteWorker,
+    out: Request<Empty<Bytes>>,
+) -> Result<Response<Incoming>, Unreachable> {
+    let timeout = shared.connect_timeout;
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(worker.address()))
+        .await
+        .map_err(|_| Unreachable::Timeout)??;
+    tcp.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    let stop = shared.splice_stop.clone();
+    shared.splices.spawn(
+        async move {
+            tokio::select! {
+                result = conn.with_upgrades() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "worker connection ended");
+                    }
+                }
+                _ = stop.cancelled() => {}
+            }
+        }
+        .in_current_span(),
+    );
+    tokio::time::timeout(timeout, sender.send_request(out))
+        .await
+        .map_err(|_| Unreachable::Timeout)?
+        .map_err(Unreachable::from)
+}
+
+/// Relays the worker's answer; on `101` starts the splice.
+async fn answer(
+    shared: &Shared,
+    mut response: Response<Incoming>,
+    client_upgrade: OnUpgrade,
+    guard: ConnGuard,
+    worker_id: &str,
+) -> Result<Response<Full<Bytes>>, Rejection> {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RELAYED_BODY_BYTES)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        for hop in [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::CONTENT_LENGTH,
+            header::UPGRADE,
+        ] {
+            parts.headers.remove(hop);
+        }
+        tracing::debug!(status = parts.status.as_u16(), "worker refused the upgrade");
+        return Ok(Response::from_parts(parts, Full::new(body)));
+    }
+
+    let mut reply = Response::new(Full::default());
+    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = reply.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    for name in [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL] {
+        if let Some(value) = response.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+
+    let worker_upgrade = hyper::upgrade::on(&mut response);
+    let stop = shared.splice_stop.clone();
+    let worker_id = worker_id.to_string();
+    shared.splices.spawn(
+        async move {
+            let _guard = guard;
+            let (client, worker) = match tokio::try_join!(client_upgrade, worker_upgrade) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade did not complete");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut worker = TokioIo::new(worker);
+            tokio::select! {
+                result = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut worker,
+                    SPLICE_BUFFER_BYTES,
+                    SPLICE_BUFFER_BYTES,
+                ) => match result {
+                    Ok((up, down)) => tracing::debug!(bytes.up = up, bytes.down = down, "splice ended"),
+                    Err(e) => tracing::debug!(error = %e, "splice ended by a reset"),
+                },
+                _ = stop.cancelled() => tracing::debug!("splice stopped by shutdown"),
+            }
+        }
+        .instrument(tracing::debug_span!("splice", worker.id = %worker_id)),
+    );
+    Ok(reply)
+}

@@ -1,0 +1,181 @@
+//! Worker configuration: the `[worker]` table of a worker's TOML file, or built in
+//! memory by `switchyard dev`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchyard_protocol::limits;
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 256;
+pub const DEFAULT_PUBLISH_RATE: u32 = 100;
+pub const DEFAULT_PUBLISH_BURST: u32 = 200;
+/// Errors (bad frames, rate limits) tolerated within [`STRIKE_WINDOW`] before 1008.
+pub const DEFAULT_MAX_STRIKES: u32 = 50;
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages read from the store per page during catch-up.
+pub const DEFAULT_CATCH_UP_PAGE: usize = 500;
+/// Most bytes the writer batches into one text frame.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// The durations are written in TOML as milliseconds (`heartbeat_ms = 25000`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Stable id: it is the `{worker}` of sticky paths `/ws/{worker}/{conn}`.
+    pub id: String,
+    /// Internal listener that gateways hand connections to (absent in `dev`).
+    pub listen: Option<SocketAddr>,
+    /// File holding the HMAC secret shared with gateways, for signed identities.
+    pub identity_secret_file: Option<PathBuf>,
+    #[serde(with = "ms")]
+    pub heartbeat_ms: Duration,
+    #[serde(with = "ms")]
+    pub session_ttl_ms: Duration,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub outbox_capacity: usize,
+    /// Publishes per second per connection, and the burst above it.
+    pub publish_rate: u32,
+    pub publish_burst: u32,
+    pub max_strikes: u32,
+    #[serde(with = "ms")]
+    pub drain_window_ms: Duration,
+    #[serde(with = "ms")]
+    pub write_timeout_ms: Duration,
+    #[serde(with = "ms")]
+    pub leeway_ms: Duration,
+    pub catch_up_page: usize,
+    pub max_batch_bytes: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            id: "w1".into(),
+            listen: None,
+            identity_secret_file: None,
+            heartbeat_ms: limits::DEFAULT_HEARTBEAT,
+            session_ttl_ms: limits::DEFAULT_SESSION_TTL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: limits::DEFAULT_MAX_FRAME_BYTES,
+            outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
+            publish_rate: DEFAULT_PUBLISH_RATE,
+            publish_burst: DEFAULT_PUBLISH_BURST,
+            max_strikes: DEFAULT_MAX_STRIKES,
+            drain_window_ms: DEFAULT_DRAIN_WINDOW,
+            write_timeout_ms: DEFAULT_WRITE_TIMEOUT,
+            leeway_ms: limits::DEFAULT_LEEWAY,
+            catch_up_page: DEFAULT_CATCH_UP_PAGE,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid worker configuration:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl WorkerConfig {
+    /// Checks every key and reports all problems at once, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        check(
+            !self.id.is_empty() && self.id.len() <= 64 && self.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            format!("worker.id: {:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.id),
+        );
+        check(
+            self.heartbeat_ms >= Duration::from_millis(100),
+            "worker.heartbeat_ms: must be at least 100".into(),
+        );
+        check(!self.session_ttl_ms.is_zero(), "worker.session_ttl_ms: must be greater than 0".into());
+        check(self.max_connections > 0, "worker.max_connections: must be greater than 0".into());
+        check(
+            (128..=16 << 20).contains(&self.max_frame_bytes),
+            "worker.max_frame_bytes: must be between 128 and 16777216".into(),
+        );
+        check(
+            (2..=65_536).contains(&self.outbox_capacity),
+            "worker.outbox_capacity: must be between 2 and 65536".into(),
+        );
+        check(self.publish_rate > 0, "worker.publish_rate: must be greater than 0".into());
+        check(
+            self.publish_burst >= self.publish_rate,
+            "worker.publish_burst: must be at least worker.publish_rate".into(),
+        );
+        check(self.max_strikes > 0, "worker.max_strikes: must be greater than 0".into());
+        check(!self.write_timeout_ms.is_zero(), "worker.write_timeout_ms: must be greater than 0".into());
+        check(
+            (1..=10_000).contains(&self.catch_up_page),
+            "worker.catch_up_page: must be between 1 and 10000".into(),
+        );
+        check(
+            self.max_batch_bytes >= 1024,
+            "worker.max_batch_bytes: must be at least 1024".into(),
+        );
+        if let Some(path) = &self.identity_secret_file {
+            check(path.is_file(), format!("worker.identity_secret_file: {} is not a readable file", path.display()));
+        }
+        check(
+            self.listen.is_none() || self.identity_secret_file.is_some(),
+            "worker.identity_secret_file: required when worker.listen is set (gateways sign the identities they hand over)".into(),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+mod ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let config = WorkerConfig {
+            id: "bad id".into(),
+            max_connections: 0,
+            publish_burst: 1,
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..WorkerConfig::default()
+        };
+        let err = config.validate().unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(keys, ["worker.id", "worker.max_connections", "worker.publish_burst", "worker.identity_secret_file"]);
+    }
+
+    #[test]
+    fn toml_durations_are_milliseconds_and_unknown_keys_refused() {
+        let config: WorkerConfig = toml::from_str("id = \"w7\"\nheartbeat_ms = 1500").unwrap();
+        assert_eq!(config.heartbeat_ms, Duration::from_millis(1500));
+        assert!(toml::from_str::<WorkerConfig>("heartbeat = 3").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! A session: one client's subscriptions, outbox and delivery cursors. It outlives its
+//! socket: on an abnormal close it is detached for `session_ttl`, buffering into its
+//! bounded outbox, and a sticky reconnect with its `resume_token` attaches a new socket.
+//!
+//! Per socket there are two halves, run side by side in one task ([`connection`]):
+//! the [`reader`] parses frames and acts on them, the [`writer`] owns the write half and
+//! drains the outbox. Only the writer writes; it alone ends a connection with a close.
+
+pub(crate) mod connection;
+pub(crate) mod cursor;
+pub(crate) mod outbox;
+mod reader;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use switchyard_protocol::{CloseCode, RoomName, Scope, UserId};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use cursor::Cursors;
+use outbox::OutItem;
+
+/// What a token grants, replaced on `refresh`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Grant {
+    pub(crate) scope: Scope,
+    /// Seconds since the epoch.
+    pub(crate) exp: f64,
+}
+
+/// The part of a session that only its writer touches; handed back on detach.
+pub(crate) struct WriterState {
+    pub(crate) outbox: mpsc::Receiver<OutItem>,
+    pub(crate) cursors: Cursors,
+}
+
+pub(crate) enum Attachment {
+    /// A socket serves the session; cancelling `stop` detaches it (takeover by resume).
+    Attached { stop: CancellationToken },
+    Detached { state: WriterState, since: Instant },
+    Ended,
+}
+
+pub(crate) struct Session {
+    pub(crate) conn: Arc<str>,
+    pub(crate) user: UserId,
+    pub(crate) resume_token: String,
+    pub(crate) outbox: mpsc::Sender<OutItem>,
+    /// Woken when fan-out marks a room lagged.
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) grant: watch::Sender<Grant>,
+    /// Rooms this session is subscribed to, with their lag flags.
+    pub(crate) subs: Mutex<HashMap<RoomName, Arc<AtomicBool>>>,
+    pub(crate) attachment: Mutex<Attachment>,
+    /// Signalled whenever `attachment` changes.
+    pub(crate) attachment_changed: Notify,
+    /// A close the server wants (drain, disconnect): the writer sends it.
+    pub(crate) close: watch::Sender<Option<CloseCode>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Session state is plain data; a panic elsewhere must not take every session down.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    /// Asks the writer to close the socket with `code`, or ends a detached session.
+    pub(crate) fn request_close(&self, code: CloseCode) {
+        self.close.send_replace(Some(code));
+    }
+}

@@ -1,0 +1,213 @@
+//! One socket's life: take a connection slot, attach a session (fresh or resumed), send
+//! `welcome`, run reader and writer side by side, then detach or end the session.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use fastwebsockets::upgrade::UpgradeFut;
+use fastwebsockets::{Frame, Payload};
+use rand::Rng;
+use switchyard_protocol::frame::ServerFrame;
+use switchyard_protocol::{CloseCode, Identity};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, Instrument};
+
+use super::cursor::Cursors;
+use super::writer::End;
+use super::{lock, reader, writer, Attachment, Grant, Session, WriterState};
+use crate::Shared;
+
+/// Obligated frames and requests from the reader to the writer.
+#[derive(Debug)]
+pub(crate) enum Ctl {
+    /// Answer a client ping.
+    Pong(Vec<u8>),
+    /// The client sent a close frame: echo it and end the session.
+    CloseEcho(Vec<u8>),
+    /// The reader wants the connection closed with this code.
+    Close(CloseCode),
+    /// The pong of the writer's ping with this id arrived.
+    Confirmed(u64),
+}
+
+/// How long a resume waits for the socket it takes over to let go of the session.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Identity) {
+    let span = info_span!("session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty);
+    async move {
+        let mut ws = match upgrade.await {
+            Ok(ws) => ws,
+            Err(err) => return debug!(error = %err, "upgrade did not complete"),
+        };
+        let Ok(_permit) = shared.permits.clone().try_acquire_owned() else {
+            debug!("worker full: closing with 1013");
+            let code = CloseCode::TryAgainLater;
+            let _ = tokio::time::timeout(
+                shared.config.write_timeout_ms,
+                ws.write_frame(Frame::close(code.code(), code.reason().as_bytes())),
+            )
+            .await;
+            return;
+        };
+        let (session, mut state, resumed) = attach(&shared, &identity).await;
+        tracing::Span::current().record("conn.id", &*session.conn);
+        let welcome = ServerFrame::Welcome {
+            conn: (&*session.conn).into(),
+            worker: (&*shared.id).into(),
+            resume: format!("/ws/{}/{}", shared.id, session.conn).into(),
+            resume_token: session.resume_token.as_str().into(),
+            heartbeat_ms: shared.config.heartbeat_ms.as_millis() as u64,
+            resumed,
+            user: session.user.as_str().into(),
+        }
+        .encode();
+        let sent = tokio::time::timeout(
+            shared.config.write_timeout_ms,
+            ws.write_frame(Frame::text(Payload::Borrowed(&welcome))),
+        )
+        .await;
+        let end = if matches!(sent, Ok(Ok(()))) {
+            let (read, mut write) = ws.split(tokio::io::split);
+            let stop = match &*lock(&session.attachment) {
+                Attachment::Attached { stop } => stop.clone(),
+                _ => CancellationToken::new(),
+            };
+            let liveness = reader::Liveness::new();
+            let (ctl_tx, mut ctl_rx) = mpsc::channel(8);
+            tokio::select! {
+                end = reader::run(&shared, &session, read, ctl_tx, &liveness) => end,
+                end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness, stop) => end,
+            }
+        } else {
+            End::Lost
+        };
+        debug!(?end, "connection ended");
+        finish(&shared, &session, state, end).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Resumes the session named by the identity when its owner asks for it with the right
+/// `resume_token`, else starts a fresh one.
+async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, WriterState, bool) {
+    let grant = Grant { scope: identity.scope.clone(), exp: identity.exp };
+    if let (Some(conn), Some(token)) = (&identity.resume_conn, &identity.resume_token) {
+        let found = lock(&shared.sessions).get(conn.as_str()).cloned();
+        if let Some(session) = found {
+            let owner = session.user == identity.user
+                && constant_time_eq(session.resume_token.as_bytes(), token.as_bytes());
+            if owner {
+                if let Some(mut state) = take_over(&session).await {
+                    state.cursors.rewind();
+                    session.wake.notify_one();
+                    session.grant.send_replace(grant);
+                    shared.stats.sessions_resumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return (session, state, true);
+                }
+            }
+        }
+    }
+    let (outbox_tx, outbox_rx) = mpsc::channel(shared.config.outbox_capacity);
+    let session = Arc::new(Session {
+        conn: new_conn_id().into(),
+        user: identity.user.clone(),
+        resume_token: new_resume_token(),
+        outbox: outbox_tx,
+        wake: Arc::new(Notify::new()),
+        grant: watch::channel(grant).0,
+        subs: Default::default(),
+        attachment: std::sync::Mutex::new(Attachment::Attached { stop: CancellationToken::new() }),
+        attachment_changed: Notify::new(),
+        close: watch::channel(None).0,
+    });
+    lock(&shared.sessions).insert(session.conn.clone(), session.clone());
+    (session, WriterState { outbox: outbox_rx, cursors: Cursors::default() }, false)
+}
+
+/// Takes a session's writer state, asking a socket that still holds it to let go.
+async fn take_over(session: &Session) -> Option<WriterState> {
+    let deadline = Instant::now() + TAKEOVER_TIMEOUT;
+    loop {
+        let changed = session.attachment_changed.notified();
+        {
+            let mut attachment = lock(&session.attachment);
+            match &*attachment {
+                Attachment::Ended => return None,
+                Attachment::Attached { stop } => stop.cancel(),
+                Attachment::Detached { .. } => {
+                    let stop = CancellationToken::new();
+                    let Attachment::Detached { state, .. } = std::mem::replace(&mut *attachment, Attachment::Attached { stop })
+                    else {
+                        unreachable!("matched Detached above")
+                    };
+                    session.close.send_replace(None);
+                    return Some(state);
+                }
+            }
+        }
+        if tokio::time::timeout_at(deadline.into(), changed).await.is_err() {
+            return None;
+        }
+    }
+}
+
+async fn finish(shared: &Arc<Shared>, session: &Arc<Session>, state: WriterState, end: End) {
+    let keep = matches!(end, End::Lost | End::TakenOver) && !shared.is_draining();
+    if keep {
+        let since = Instant::now();
+        *lock(&session.attachment) = Attachment::Detached { state, since };
+        session.attachment_changed.notify_waiters();
+        let (shared, session) = (shared.clone(), session.clone());
+        shared.clone().tracker.spawn(async move {
+            tokio::time::sleep(shared.config.session_ttl_ms).await;
+            let expired = matches!(&*lock(&session.attachment), Attachment::Detached { since: s, .. } if *s == since);
+            if expired {
+                debug!(conn.id = %session.conn, "detached session expired");
+                end_session(&shared, &session).await;
+            }
+        });
+    } else {
+        drop(state);
+        end_session(shared, session).await;
+    }
+}
+
+/// Ends a session for good: leaves its rooms and presence, forgets it.
+pub(crate) async fn end_session(shared: &Shared, session: &Session) {
+    {
+        let mut attachment = lock(&session.attachment);
+        if matches!(*attachment, Attachment::Ended) {
+            return;
+        }
+        *attachment = Attachment::Ended;
+    }
+    session.attachment_changed.notify_waiters();
+    lock(&shared.sessions).remove(&session.conn);
+    let subs = std::mem::take(&mut *lock(&session.subs));
+    for room in subs.into_keys() {
+        shared.rooms.leave(&room, &session.conn);
+        if let Err(err) = shared.broker.leave(&room, &session.user, &session.conn).await {
+            debug!(error = %err, room = %room, "presence leave failed");
+        }
+    }
+}
+
+fn new_conn_id() -> String {
+    let id: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(16).map(char::from).collect();
+    format!("c_{id}")
+}
+
+fn new_resume_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Compares secrets without an early exit, so timing does not reveal a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,124 @@
+//! Delivery cursors: per room, the last seq written to the socket and the last seq the
+//! client has provably read. A WebSocket pong proves the client read every byte written
+//! before its ping, so each ping snapshots the cursors and its pong confirms them. A
+//! resumed session rewinds to the confirmed cursors and fills from the store: bytes
+//! written into a socket that died may never have arrived (the client drops the
+//! duplicates this can cause, PROTOCOL §3).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use switchyard_protocol::RoomName;
+
+pub(crate) struct Cursor {
+    /// Last seq written to the socket.
+    pub(crate) last: u64,
+    /// Last seq the client has provably read.
+    pub(crate) confirmed: u64,
+    pub(crate) lagged: Arc<AtomicBool>,
+}
+
+/// Pings whose pongs are awaited; older ones are forgotten.
+const MAX_PROBES: usize = 4;
+
+#[derive(Default)]
+pub(crate) struct Cursors {
+    rooms: HashMap<RoomName, Cursor>,
+    probes: VecDeque<(u64, Vec<(RoomName, u64)>)>,
+}
+
+impl Cursors {
+    pub(crate) fn get_mut(&mut self, room: &RoomName) -> Option<&mut Cursor> {
+        self.rooms.get_mut(room)
+    }
+
+    pub(crate) fn insert(&mut self, room: RoomName, start: u64, lagged: Arc<AtomicBool>) {
+        self.rooms.insert(room, Cursor { last: start, confirmed: start, lagged });
+    }
+
+    pub(crate) fn remove(&mut self, room: &RoomName) {
+        self.rooms.remove(room);
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&RoomName, &mut Cursor)> {
+        self.rooms.iter_mut()
+    }
+
+    /// Records the cursors as of a ping with this id.
+    pub(crate) fn probe(&mut self, ping_id: u64) {
+        if self.probes.len() == MAX_PROBES {
+            self.probes.pop_front();
+        }
+        let snapshot = self.rooms.iter().map(|(room, c)| (room.clone(), c.last)).collect();
+        self.probes.push_back((ping_id, snapshot));
+    }
+
+    /// The pong of ping `ping_id` arrived: everything written before it was read.
+    pub(crate) fn confirm(&mut self, ping_id: u64) {
+        while let Some((id, _)) = self.probes.front() {
+            if *id > ping_id {
+                break;
+            }
+            let Some((id, snapshot)) = self.probes.pop_front() else { break };
+            if id == ping_id {
+                for (room, seq) in snapshot {
+                    if let Some(cursor) = self.rooms.get_mut(&room) {
+                        cursor.confirmed = cursor.confirmed.max(seq);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a socket was lost: deliver again from what the client provably has.
+    pub(crate) fn rewind(&mut self) {
+        self.probes.clear();
+        for cursor in self.rooms.values_mut() {
+            if cursor.last != cursor.confirmed {
+                cursor.last = cursor.confirmed;
+                cursor.lagged.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn pong_confirms_only_what_was_written_before_its_ping() {
+        let room = RoomName::parse("r").unwrap();
+        let lagged = Arc::new(AtomicBool::new(false));
+        let mut cursors = Cursors::default();
+        cursors.insert(room.clone(), 10, lagged.clone());
+        cursors.get_mut(&room).unwrap().last = 15;
+        cursors.probe(1);
+        cursors.get_mut(&room).unwrap().last = 20;
+        cursors.probe(2);
+        cursors.get_mut(&room).unwrap().last = 30;
+        cursors.confirm(1);
+        assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 15);
+        cursors.rewind();
+        let cursor = cursors.get_mut(&room).unwrap();
+        assert_eq!((cursor.last, cursor.confirmed), (15, 15));
+        assert!(lagged.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn unknown_or_stale_pongs_change_nothing() {
+        let room = RoomName::parse("r").unwrap();
+        let mut cursors = Cursors::default();
+        cursors.insert(room.clone(), 5, Arc::default());
+        cursors.get_mut(&room).unwrap().last = 9;
+        cursors.confirm(7);
+        assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 5);
+        cursors.probe(8);
+        cursors.confirm(7);
+        cursors.confirm(8);
+        assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 9);
+    }
+}

@@ -1,0 +1,40 @@
+//! What flows to a session's writer. Fan-out sends shared [`RoomFrame`]s with
+//! `try_send` and never waits; the session's own reader sends everything else and may.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_protocol::RoomName;
+
+/// A message of a room, encoded once per worker and shared by every local subscriber.
+#[derive(Debug)]
+pub(crate) struct RoomFrame {
+    pub(crate) room: RoomName,
+    /// `None` for ephemeral messages.
+    pub(crate) seq: Option<u64>,
+    /// The room's previous seq, to detect a gap.
+    pub(crate) prev: Option<u64>,
+    /// The `msg` line, without its newline.
+    pub(crate) line: Bytes,
+}
+
+#[derive(Debug)]
+pub(crate) enum OutItem {
+    Msg(Arc<RoomFrame>),
+    /// A presence event of a room: delivered only while subscribed to it.
+    RoomEvent { room: RoomName, line: Bytes },
+    /// A complete line (ack, error, pong, presence, refreshed...).
+    Line(Bytes),
+    /// Start delivering a room: answer `subscribed`, replay `since`, then go live.
+    Subscribe {
+        room: RoomName,
+        since: Option<u64>,
+        epoch: Option<String>,
+        reference: Option<String>,
+        /// Set by fan-out when it had to drop a stored message for this session.
+        lagged: Arc<AtomicBool>,
+    },
+    /// Stop delivering a room and answer `unsubscribed`.
+    Unsubscribe { room: RoomName, reference: Option<String> },
+}

@@ -1,0 +1,342 @@
+//! The reader half: parses client frames and acts on them. It never writes to the
+//! socket: answers go through the session outbox, obligated frames and close requests
+//! through the writer's control channel.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
+use switchyard_broker::{BrokerError, Publish};
+use switchyard_protocol::frame::{split_pieces, ClientFrame, FrameError, ServerFrame};
+use switchyard_protocol::{CloseCode, ErrorCode, RoomName};
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+use tracing::{debug, trace};
+
+use super::connection::Ctl;
+use super::outbox::OutItem;
+use super::writer::End;
+use super::{lock, Grant, Session};
+use crate::config::STRIKE_WINDOW;
+use crate::room::Member;
+use crate::token::TokenRejected;
+use crate::Shared;
+
+/// When the client was last heard from, read by the writer's heartbeat.
+pub(crate) struct Liveness {
+    started: Instant,
+    last_seen_ms: AtomicU64,
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Liveness {
+        Liveness { started: Instant::now(), last_seen_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last_seen_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn silent_for(&self) -> std::time::Duration {
+        let last = self.last_seen_ms.load(Ordering::Relaxed);
+        std::time::Duration::from_millis((self.started.elapsed().as_millis() as u64).saturating_sub(last))
+    }
+}
+
+/// A publish token bucket and a count of errors, per connection.
+struct Limits {
+    tokens: f64,
+    refilled: Instant,
+    strikes: u32,
+    strikes_since: Instant,
+}
+
+pub(super) async fn run<R: AsyncRead + Unpin>(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    mut read: WebSocketRead<R>,
+    ctl: mpsc::Sender<Ctl>,
+    liveness: &Liveness,
+) -> End {
+    let config = &shared.config;
+    // fastwebsockets refuses a frame whose payload is >= this.
+    read.set_max_message_size(config.max_frame_bytes + 1);
+    let mut reader = Reader {
+        shared,
+        session,
+        ctl: ctl.clone(),
+        limits: Limits {
+            tokens: f64::from(config.publish_burst),
+            refilled: Instant::now(),
+            strikes: 0,
+            strikes_since: Instant::now(),
+        },
+    };
+    let mut fragments: Option<(OpCode, Vec<u8>)> = None;
+    let mut obligated = |frame: Frame<'_>| {
+        let item = match frame.opcode {
+            OpCode::Close => Ctl::CloseEcho(frame.payload.to_vec()),
+            _ => Ctl::Pong(frame.payload.to_vec()),
+        };
+        let ctl = ctl.clone();
+        async move { ctl.send(item).await }
+    };
+    loop {
+        let frame = match read.read_frame(&mut obligated).await {
+            Ok(frame) => frame,
+            Err(WebSocketError::FrameTooLarge) => return reader.close(CloseCode::TooLarge).await,
+            Err(WebSocketError::InvalidUTF8) => {
+                liveness.touch();
+                reader.reject(FrameError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8")).await;
+                continue;
+            }
+            Err(WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) | WebSocketError::ConnectionClosed) => {
+                return End::Lost;
+            }
+            Err(err) => {
+                debug!(error = %err, "websocket protocol error");
+                return reader.close(CloseCode::ProtocolError).await;
+            }
+        };
+        liveness.touch();
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary if !frame.fin => {
+                if fragments.is_some() {
+                    return reader.close(CloseCode::ProtocolError).await;
+                }
+                fragments = Some((frame.opcode, frame.payload.to_vec()));
+            }
+            OpCode::Continuation => {
+                let Some((opcode, buf)) = fragments.as_mut() else {
+                    return reader.close(CloseCode::ProtocolError).await;
+                };
+                if buf.len() + frame.payload.len() > config.max_frame_bytes {
+                    return reader.close(CloseCode::TooLarge).await;
+                }
+                buf.extend_from_slice(&frame.payload);
+                if frame.fin {
+                    let opcode = *opcode;
+                    let Some((_, message)) = fragments.take() else { continue };
+                    reader.message(opcode, &message).await;
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                if fragments.is_some() {
+                    return reader.close(CloseCode::ProtocolError).await;
+                }
+                reader.message(frame.opcode, &frame.payload).await;
+            }
+            OpCode::Pong => {
+                if let Ok(id) = <[u8; 8]>::try_from(&frame.payload[..]) {
+                    let _ = ctl.send(Ctl::Confirmed(u64::from_be_bytes(id))).await;
+                }
+            }
+            // The close echo went to the writer, which ends the connection.
+            OpCode::Close => return std::future::pending().await,
+            OpCode::Ping => {}
+        }
+        if reader.limits.strikes > config.max_strikes {
+            debug!(strikes = reader.limits.strikes, "too many bad frames: closing with 1008");
+            return reader.close(CloseCode::Policy).await;
+        }
+    }
+}
+
+struct Reader<'a> {
+    shared: &'a Arc<Shared>,
+    session: &'a Arc<Session>,
+    ctl: mpsc::Sender<Ctl>,
+    limits: Limits,
+}
+
+impl Reader<'_> {
+    /// Asks the writer to close, then waits for it to do so.
+    async fn close(&self, code: CloseCode) -> End {
+        let _ = self.ctl.send(Ctl::Close(code)).await;
+        std::future::pending().await
+    }
+
+    async fn send(&self, item: OutItem) {
+        // The receiver lives as long as the session: a closed outbox means it ended.
+        let _ = self.session.outbox.send(item).await;
+    }
+
+    async fn reject(&mut self, err: FrameError) {
+        let now = Instant::now();
+        if now.duration_since(self.limits.strikes_since) > STRIKE_WINDOW {
+            self.limits.strikes = 0;
+            self.limits.strikes_since = now;
+        }
+        self.limits.strikes += 1;
+        trace!(code = err.code.as_str(), "frame rejected");
+        self.send(OutItem::Line(err.to_server_frame().encode())).await;
+    }
+
+    async fn message(&mut self, opcode: OpCode, payload: &[u8]) {
+        if opcode == OpCode::Binary {
+            return self.reject(FrameError::new(ErrorCode::BadFrame, "binary frames are not part of the protocol")).await;
+        }
+        if std::str::from_utf8(payload).is_err() {
+            return self.reject(FrameError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8")).await;
+        }
+        for piece in split_pieces(payload) {
+            match ClientFrame::parse(piece) {
+                Ok(frame) => {
+                    if let Err(err) = self.handle(frame).await {
+                        self.reject(err).await;
+                    }
+                }
+                Err(err) => self.reject(err).await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) -> Result<(), FrameError> {
+        let reference = frame.reference().map(str::to_owned);
+        let room = frame.room().cloned();
+        let fail = |code: ErrorCode, message: &'static str| FrameError {
+            code,
+            message: message.into(),
+            reference: reference.clone(),
+            room: room.as_ref().map(|r| r.to_string()),
+        };
+        let session = self.session;
+        let shared = self.shared;
+        let grant = session.grant.borrow().clone();
+        match frame {
+            ClientFrame::Sub { room, since, epoch, reference } => {
+                if !grant.scope.may_subscribe(&session.user, &room) {
+                    return Err(fail(ErrorCode::Forbidden, "not allowed to subscribe to this room"));
+                }
+                let lagged = Arc::new(AtomicBool::new(false));
+                {
+                    let mut subs = lock(&session.subs);
+                    if subs.contains_key(&room) {
+                        return Err(fail(ErrorCode::AlreadySubscribed, "already subscribed to this room"));
+                    }
+                    subs.insert(room.clone(), lagged.clone());
+                }
+                let member = Member { outbox: session.outbox.clone(), lagged: lagged.clone(), wake: session.wake.clone() };
+                if let Err(err) = shared.rooms.join(&room, &session.conn, member).await {
+                    lock(&session.subs).remove(&room);
+                    debug!(error = %err, room = %room, "live feed unavailable");
+                    return Err(fail(ErrorCode::Unavailable, "the broker is unavailable: try again"));
+                }
+                if let Err(err) = shared.broker.join(&room, &session.user, &session.conn).await {
+                    debug!(error = %err, room = %room, "presence join failed");
+                }
+                self.send(OutItem::Subscribe { room, since, epoch, reference, lagged }).await;
+            }
+            ClientFrame::Unsub { room, reference } => {
+                if lock(&session.subs).remove(&room).is_none() {
+                    return Err(fail(ErrorCode::NotSubscribed, "not subscribed to this room"));
+                }
+                shared.rooms.leave(&room, &session.conn);
+                if let Err(err) = shared.broker.leave(&room, &session.user, &session.conn).await {
+                    debug!(error = %err, room = %room, "presence leave failed");
+                }
+                self.send(OutItem::Unsubscribe { room, reference }).await;
+            }
+            ClientFrame::Pub { room, data, ephemeral, reference } => {
+                if !grant.scope.may_publish(&room) {
+                    return Err(fail(ErrorCode::Forbidden, "not allowed to publish to this room"));
+                }
+                if !self.take_publish_token() {
+                    return Err(fail(ErrorCode::RateLimited, "publishing too fast: slow down"));
+                }
+                let ack = self.publish(room, data, ephemeral, reference.as_deref()).await.map_err(|err| match err {
+                    BrokerError::Unavailable(_) => {
+                        fail(ErrorCode::Unavailable, "the broker cannot take the message now: nothing was stored, retry with the same ref")
+                    }
+                    BrokerError::Rejected(_) => fail(ErrorCode::TooLarge, "the broker refused the message"),
+                    BrokerError::Internal(_) => fail(ErrorCode::Internal, "internal error"),
+                })?;
+                if let Some(line) = ack {
+                    self.send(OutItem::Line(line)).await;
+                }
+            }
+            ClientFrame::Presence { room, reference } => {
+                if !grant.scope.may_subscribe(&session.user, &room) {
+                    return Err(fail(ErrorCode::Forbidden, "not allowed to see this room"));
+                }
+                let members = shared
+                    .broker
+                    .presence(&room)
+                    .await
+                    .map_err(|_| fail(ErrorCode::Unavailable, "the broker is unavailable: try again"))?;
+                let line = ServerFrame::Presence {
+                    room: room.as_str().into(),
+                    reference: reference.as_deref().map(Into::into),
+                    members,
+                }
+                .encode();
+                self.send(OutItem::Line(line)).await;
+            }
+            ClientFrame::Refresh { token, reference } => {
+                let verified = match &shared.verifier {
+                    Some(verifier) => verifier.verify(&token),
+                    None => Err(TokenRejected::Invalid),
+                };
+                let verified = match verified {
+                    Ok(v) if v.user == session.user => v,
+                    _ => return Err(fail(ErrorCode::InvalidToken, "token is invalid, expired or for another user")),
+                };
+                let revoked = shared.broker.revoked_before(&session.user).await.ok().flatten();
+                if revoked.is_some_and(|until| verified.iat.is_none_or(|iat| iat < until as f64)) {
+                    return Err(fail(ErrorCode::InvalidToken, "token is revoked"));
+                }
+                let exp = verified.exp;
+                session.grant.send_replace(Grant { scope: verified.scope, exp });
+                let line = ServerFrame::Refreshed { reference: reference.as_deref().map(Into::into), exp: exp as u64 }.encode();
+                self.send(OutItem::Line(line)).await;
+            }
+            ClientFrame::Ping { reference } => {
+                self.send(OutItem::Line(ServerFrame::Pong { reference: reference.as_deref().map(Into::into) }.encode()))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes and returns the `ack` line to send, if any.
+    async fn publish(
+        &self,
+        room: RoomName,
+        data: Bytes,
+        ephemeral: bool,
+        reference: Option<&str>,
+    ) -> Result<Option<Bytes>, BrokerError> {
+        let session = self.session;
+        let msg = Publish {
+            room,
+            from: Arc::from(session.user.as_str()),
+            data,
+            // Dedupe key: a retried `ref` on this session is stored once (PROTOCOL §3).
+            msg_id: reference.map(|r| format!("{}:{r}", session.conn)),
+            traceparent: None,
+        };
+        if ephemeral {
+            self.shared.broker.publish_ephemeral(msg).await?;
+            return Ok(reference.map(|r| ServerFrame::Ack { reference: Some(r.into()), seq: None }.encode()));
+        }
+        let stored = self.shared.broker.publish(msg).await?;
+        Ok(Some(ServerFrame::Ack { reference: reference.map(Into::into), seq: Some(stored.seq) }.encode()))
+    }
+
+    fn take_publish_token(&mut self) -> bool {
+        let config = &self.shared.config;
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.limits.refilled).as_secs_f64();
+        self.limits.refilled = now;
+        self.limits.tokens =
+            (self.limits.tokens + elapsed * f64::from(config.publish_rate)).min(f64::from(config.publish_burst));
+        if self.limits.tokens >= 1.0 {
+            self.limits.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
