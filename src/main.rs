@@ -1,1 +1,330 @@
-fn main() {}
+//! `switchyard`: parse flags and config, install tracing, run a role.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchyard::dev::{DevOptions, DevStack, DEFAULT_LISTEN, DEFAULT_STATE_DIR};
+use switchyard::dev_state::{self, DevState};
+use switchyard::roles::WorkerRoleConfig;
+use switchyard::token::{mint_hs256, parse_ttl, TokenRequest};
+use switchyard::wiring::GatewayVerifier;
+use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
+use switchyard_gateway::{GatewayConfig, GatewayDeps, Verifier};
+use switchyard_worker::Worker;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// `EX_USAGE`: a configuration or flag problem the user must fix.
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "WebSocket platform: gateways, workers and rooms with nothing lost"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `switchyard_worker=debug` (also SWITCHYARD_LOG).
+    #[arg(long, global = true, env = "SWITCHYARD_LOG", default_value = "info")]
+    log: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gateway and workers in one process on the memory engine, with a dev CA,
+    /// JWT secret and API key kept in --state-dir.
+    Dev(DevArgs),
+    /// Run a gateway alone (TLS, tokens, routing to the workers of its config).
+    Gateway(RoleArgs),
+    /// Run a worker alone, taking connections that gateways hand over.
+    Worker(RoleArgs),
+    /// Print a signed HS256 token.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Address of the public listener.
+    #[arg(long, default_value = DEFAULT_LISTEN, env = "SWITCHYARD_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// Number of workers in the process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Where the dev CA (ca.pem), JWT secret (jwt.secret) and API key (api.key) live.
+    #[arg(long, default_value = DEFAULT_STATE_DIR, env = "SWITCHYARD_STATE_DIR")]
+    state_dir: PathBuf,
+    /// Serve plain ws:// without TLS (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    plain: bool,
+    /// Retained messages per room.
+    #[arg(long, default_value_t = switchyard_broker::memory::DEFAULT_HISTORY_SIZE)]
+    history_size: usize,
+}
+
+#[derive(Args)]
+struct RoleArgs {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Validate the configuration, print what is wrong, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// User id (the `sub` claim).
+    #[arg(long)]
+    user: String,
+    /// Room patterns the user may subscribe to (repeat or comma-separate).
+    #[arg(long = "sub", value_delimiter = ',')]
+    sub: Vec<String>,
+    /// Room patterns the user may publish to (repeat or comma-separate).
+    #[arg(long = "pub", value_delimiter = ',')]
+    publish: Vec<String>,
+    /// Lifetime: 90s, 15m, 1h, 2d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+    /// Dev state dir whose jwt.secret signs the token.
+    #[arg(long, conflicts_with = "secret_file")]
+    state_dir: Option<PathBuf>,
+    /// File whose first line is the HS256 secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_tracing(&cli.log, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if is_usage(&err) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Configuration problems exit with `EX_USAGE`.
+fn is_usage(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<switchyard_worker::ConfigError>()
+            || e.is::<switchyard_gateway::config::ConfigError>()
+            || e.is::<toml::de::Error>()
+    })
+}
+
+fn install_tracing(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
+        eprintln!("warning: bad log filter {filter:?}, using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Dev(args) => dev(args).await,
+        Command::Gateway(args) => gateway(args).await,
+        Command::Worker(args) => worker(args).await,
+        Command::Token(args) => token(args),
+    }
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let mut options = DevOptions::new(args.state_dir.clone());
+    options.listen = args.listen;
+    options.workers = usize::from(args.workers);
+    options.plain = args.plain;
+    options.memory = MemoryConfig {
+        history_size: args.history_size,
+        ..MemoryConfig::default()
+    };
+    if args.plain {
+        warn!("serving plain WebSocket without TLS: only behind a TLS-terminating proxy on a private network");
+    }
+    let stack = DevStack::start(options).await?;
+    print_banner(&stack, &args)?;
+    wait_for_signal().await;
+    info!("draining: clients are told to reconnect");
+    stack.drain(Duration::from_secs(10)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
+    let state = &stack.state;
+    let token = mint_hs256(
+        state.jwt_secret.as_bytes(),
+        &TokenRequest {
+            user: "dev".into(),
+            sub: vec![">".into()],
+            publish: vec![">".into(), "@*".into()],
+            ttl: Duration::from_secs(24 * 3600),
+        },
+    )?;
+    let dir = args.state_dir.display();
+    let https = stack
+        .url()
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1)
+        .replace("/ws", "");
+    let ca = if stack.plain {
+        String::new()
+    } else {
+        format!("--cacert {dir}/{} ", dev_state::CA_FILE)
+    };
+    println!(
+        "Switchyard dev: gateway + {} worker(s) on the memory engine\n\
+         \n  url      {}\n  ca       {dir}/{}\n  api key  {dir}/{}\n  token    {token}\n\
+         \n(user \"dev\", may subscribe to every room and publish anywhere; valid 24h)\n\
+         \nTry it: subscribe and watch (in one terminal), publish (in another):\n\
+         \n  curl -sN {ca}-H 'Authorization: Bearer {token}' '{https}/api/v1/history/lobby'\n\
+         \n  curl -s {ca}-H \"Authorization: Bearer $(cat {dir}/{})\" -d '{{\"room\":\"lobby\",\"data\":{{\"hello\":\"world\"}}}}' {https}/api/v1/publish\n",
+        stack.workers.len(),
+        stack.url(),
+        dev_state::CA_FILE,
+        dev_state::API_KEY_FILE,
+        dev_state::API_KEY_FILE,
+    );
+    Ok(())
+}
+
+async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
+    let config = GatewayConfig::from_file(&args.config)?;
+    config.validate()?;
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if config.plain {
+        warn!("serving plain WebSocket without TLS: only behind a TLS-terminating proxy on a private network");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    info!(addr = %listener.local_addr()?, "gateway listening");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    switchyard_gateway::run(config, listener, GatewayDeps::default(), shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
+    let config = WorkerRoleConfig::from_file(&args.config)?;
+    let verifier = Arc::new(Verifier::from_config(&config.auth)?);
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listen = config
+        .worker
+        .listen
+        .context("worker.listen: required to run a worker alone")?;
+    let secret_file = config
+        .worker
+        .identity_secret_file
+        .clone()
+        .context("worker.identity_secret_file: required to run a worker alone")?;
+    let secret: Arc<[u8]> = Arc::from(dev_state::read_line(&secret_file)?.into_bytes());
+    let broker = Arc::new(MemoryBroker::new(MemoryConfig::default()));
+    let worker = Worker::start(
+        config.worker,
+        broker,
+        Some(Arc::new(GatewayVerifier(verifier))),
+    )?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    info!(addr = %listener.local_addr()?, worker.id = worker.id(), "worker listening for hand-offs");
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(switchyard_worker::listener::run(
+        worker.clone(),
+        listener,
+        secret,
+        stop.clone(),
+    ));
+    wait_for_signal().await;
+    info!("draining");
+    worker.drain(Duration::from_secs(30)).await;
+    stop.cancel();
+    let _ = serving.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let secret = match (&args.secret_file, &args.state_dir) {
+        (Some(file), _) => dev_state::read_line(file)?,
+        (None, Some(dir)) => DevState::load_or_create(dir)?.jwt_secret,
+        (None, None) => DevState::load_or_create(std::path::Path::new(DEFAULT_STATE_DIR))
+            .context("no --secret-file or --state-dir given, and the default dev state dir cannot be used")?
+            .jwt_secret,
+    };
+    let token = mint_hs256(
+        secret.as_bytes(),
+        &TokenRequest {
+            user: args.user,
+            sub: args.sub,
+            publish: args.publish,
+            ttl: args.ttl,
+        },
+    )?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

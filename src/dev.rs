@@ -1,0 +1,151 @@
+//! `switchyard dev`: a gateway and N workers in one process on the memory engine, with
+//! TLS from the dev CA. The gateway hands upgrades to the workers in-process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
+use switchyard_broker::Broker;
+use switchyard_gateway::{ApiKey, Gateway, GatewayDeps, GatewaySettings, LocalWorker, Verifier};
+use switchyard_worker::{Worker, WorkerConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dev_state::DevState;
+use crate::wiring::{GatewayVerifier, InProcessWorker};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_STATE_DIR: &str = ".switchyard/dev";
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub state_dir: PathBuf,
+    /// Serve plain `ws://` instead of TLS (behind a TLS-terminating proxy only).
+    pub plain: bool,
+    /// Settings every worker starts from; ids are `w1`..`wN`.
+    pub worker: WorkerConfig,
+    pub memory: MemoryConfig,
+}
+
+impl DevOptions {
+    pub fn new(state_dir: PathBuf) -> DevOptions {
+        DevOptions {
+            // The constant is a valid socket address.
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            workers: 1,
+            state_dir,
+            plain: false,
+            worker: WorkerConfig::default(),
+            memory: MemoryConfig::default(),
+        }
+    }
+}
+
+/// A running dev stack.
+pub struct DevStack {
+    pub addr: SocketAddr,
+    pub state: DevState,
+    pub workers: Vec<Worker>,
+    pub broker: Arc<MemoryBroker>,
+    pub plain: bool,
+    gateway_stop: CancellationToken,
+    gateway: JoinHandle<()>,
+}
+
+impl DevStack {
+    pub async fn start(options: DevOptions) -> anyhow::Result<DevStack> {
+        anyhow::ensure!(options.workers >= 1, "--workers must be at least 1");
+        let state = DevState::load_or_create(&options.state_dir)?;
+        let listener = TcpListener::bind(options.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another server using it? try --listen 127.0.0.1:0)",
+                options.listen
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let broker = Arc::new(MemoryBroker::new(options.memory.clone()));
+        let verifier = Arc::new(Verifier::hs256(state.jwt_secret.as_bytes()));
+        let mut workers = Vec::new();
+        for i in 1..=options.workers {
+            let config = WorkerConfig {
+                id: format!("w{i}"),
+                ..options.worker.clone()
+            };
+            let worker = Worker::start(
+                config,
+                broker.clone() as Arc<dyn Broker>,
+                Some(Arc::new(GatewayVerifier(verifier.clone()))),
+            )?;
+            workers.push(worker);
+        }
+        let tls = if options.plain {
+            None
+        } else {
+            let certs = CertificateDer::pem_slice_iter(state.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .context("dev server certificate")?;
+            let key = PrivateKeyDer::from_pem_slice(state.key_pem.as_bytes())
+                .context("dev server key")?;
+            Some(switchyard_gateway::tls::server_config(certs, key)?)
+        };
+        let mut settings = GatewaySettings::new(tls, verifier);
+        settings.api_key = Some(ApiKey::new(state.api_key.as_bytes()));
+        let deps = GatewayDeps {
+            broker: Some(broker.clone() as Arc<dyn Broker>),
+            local_workers: workers
+                .iter()
+                .map(|w| Arc::new(InProcessWorker(w.clone())) as Arc<dyn LocalWorker>)
+                .collect(),
+        };
+        let gateway = Gateway::new(settings, deps)?;
+        let gateway_stop = CancellationToken::new();
+        let stop = gateway_stop.clone();
+        let gateway = tokio::spawn(async move {
+            if let Err(err) = gateway.serve(listener, stop).await {
+                tracing::error!(error = %err, "gateway stopped");
+            }
+        });
+        Ok(DevStack {
+            addr,
+            state,
+            workers,
+            broker,
+            plain: options.plain,
+            gateway_stop,
+            gateway,
+        })
+    }
+
+    /// The WebSocket URL of the stack.
+    pub fn url(&self) -> String {
+        let scheme = if self.plain { "ws" } else { "wss" };
+        match self.addr {
+            SocketAddr::V4(a) if a.ip().is_loopback() => {
+                format!("{scheme}://localhost:{}/ws", a.port())
+            }
+            addr => format!("{scheme}://{addr}/ws"),
+        }
+    }
+
+    /// Drains every worker (clients get `reconnect` and 1012), then stops the gateway.
+    pub async fn drain(self, grace: Duration) {
+        futures_util::future::join_all(self.workers.iter().map(|w| w.drain(grace))).await;
+        self.stop().await;
+    }
+
+    /// Stops the gateway without draining the workers.
+    pub async fn stop(self) {
+        self.gateway_stop.cancel();
+        let _ = self.gateway.await;
+    }
+}

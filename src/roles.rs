@@ -1,0 +1,30 @@
+//! Standalone roles: `switchyard gateway --config F` and `switchyard worker --config F`.
+//!
+//! A worker's file has a `[worker]` table and an `[auth]` table (the same keys as the
+//! gateway's, so that workers can check `refresh` tokens); a gateway's file is the
+//! gateway's own configuration.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use switchyard_gateway::config::AuthConfig;
+use switchyard_worker::WorkerConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerRoleConfig {
+    pub worker: WorkerConfig,
+    pub auth: AuthConfig,
+}
+
+impl WorkerRoleConfig {
+    pub fn from_file(path: &Path) -> anyhow::Result<WorkerRoleConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: WorkerRoleConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid worker configuration", path.display()))?;
+        config.worker.validate()?;
+        Ok(config)
+    }
+}
