@@ -55,18 +55,19 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<
         .unwrap_or_else(Rejection::into_response)
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Rejection> {
+async fn route(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Rejection> {
     authorize(shared, &req)?;
     let path = req.uri().path().to_string();
     let rest = path
         .strip_prefix("/api/v1/")
         .ok_or_else(|| Rejection::client(ErrorCode::NotFound, "no such API"))?;
     let method = req.method().clone();
-    let known = matches!(
-        (&method, rest),
-        (&Method::POST, "publish" | "disconnect")
-    ) || (method == Method::GET
-        && (rest.starts_with("presence/") || rest.starts_with("history/")));
+    let known = matches!((&method, rest), (&Method::POST, "publish" | "disconnect"))
+        || (method == Method::GET
+            && (rest.starts_with("presence/") || rest.starts_with("history/")));
     if !known {
         return Err(Rejection::client(ErrorCode::NotFound, "no such API"));
     }

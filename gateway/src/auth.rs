@@ -274,14 +274,16 @@ impl Verifier {
         }
         for (i, entry) in config.public_keys.iter().enumerate() {
             let key = format!("auth.public_keys[{i}].pem_file");
-            let pem = std::fs::read(&entry.pem_file).map_err(|e| bad(key.clone(), e.to_string()))?;
+            let pem =
+                std::fs::read(&entry.pem_file).map_err(|e| bad(key.clone(), e.to_string()))?;
             let verifying = VerifyingKey::from_pem(entry.alg, &pem, entry.kid.clone())
                 .map_err(|e| bad(key, format!("not a {} public key: {e}", entry.alg)))?;
             keys.push(verifying);
         }
         if let Some(path) = &config.jwks_file {
             let key = "auth.jwks_file".to_string();
-            let json = std::fs::read_to_string(path).map_err(|e| bad(key.clone(), e.to_string()))?;
+            let json =
+                std::fs::read_to_string(path).map_err(|e| bad(key.clone(), e.to_string()))?;
             keys.extend(VerifyingKey::from_jwks(&json).map_err(|e| bad(key, e))?);
         }
         Verifier::new(
@@ -299,8 +301,8 @@ impl Verifier {
     /// issuer, `sub` and scope. Revocation needs the broker: [`Verifier::check_revoked`].
     pub fn verify(&self, token: &str, now: f64) -> Result<VerifiedToken, AuthError> {
         // `alg: none` and unknown algorithms fail to parse here.
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed token"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Invalid("malformed token"))?;
         let alg = KeyAlgorithm::from_jwt(header.alg)
             .filter(|a| self.allowed.contains(a))
             .ok_or(AuthError::Invalid("algorithm not allowed"))?;

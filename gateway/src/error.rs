@@ -70,9 +70,15 @@ impl Rejection {
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let code = self.code.as_str();
         match self.source {
-            ErrorSource::Client => tracing::debug!(error.code = code, message = %self.message, "refused"),
-            ErrorSource::Upstream => tracing::warn!(error.code = code, message = %self.message, "upstream failed"),
-            ErrorSource::Internal => tracing::error!(error.code = code, message = %self.message, "internal error"),
+            ErrorSource::Client => {
+                tracing::debug!(error.code = code, message = %self.message, "refused")
+            }
+            ErrorSource::Upstream => {
+                tracing::warn!(error.code = code, message = %self.message, "upstream failed")
+            }
+            ErrorSource::Internal => {
+                tracing::error!(error.code = code, message = %self.message, "internal error")
+            }
         }
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -123,10 +129,7 @@ mod tests {
             .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/json"
-        );
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         let response = Rejection::client(ErrorCode::TokenExpired, "expired").into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }

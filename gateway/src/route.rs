@@ -162,7 +162,12 @@ impl Router {
 
     /// The named worker when it can take the connection, else the lesser loaded of two
     /// random routable workers other than `exclude`. `None`: nothing healthy.
-    pub fn choose(&self, sticky: Option<&str>, exclude: Option<&str>, now: Instant) -> Option<Target> {
+    pub fn choose(
+        &self,
+        sticky: Option<&str>,
+        exclude: Option<&str>,
+        now: Instant,
+    ) -> Option<Target> {
         if let Some(id) = sticky {
             if let Some(target) = self
                 .workers
@@ -174,10 +179,24 @@ impl Router {
                 }
             }
         }
+        self.pick(|w| Some(w.id()) != exclude, now)
+    }
+
+    /// A remote worker other than `exclude`: the retry of a splice whose request is
+    /// already bound for a remote hop.
+    pub fn choose_remote(&self, exclude: &str, now: Instant) -> Option<Arc<RemoteWorker>> {
+        match self.pick(|w| matches!(w, Target::Remote(_)) && w.id() != exclude, now) {
+            Some(Target::Remote(worker)) => Some(worker),
+            _ => None,
+        }
+    }
+
+    /// Power of two choices among the routable workers that pass `filter`.
+    fn pick(&self, filter: impl Fn(&Target) -> bool, now: Instant) -> Option<Target> {
         let candidates: Vec<(&Target, f64)> = self
             .workers
             .iter()
-            .filter(|w| Some(w.id()) != exclude)
+            .filter(|w| filter(w))
             .filter_map(|w| w.load(now).map(|l| (w, l.ratio())))
             .collect();
         match candidates.len() {
@@ -187,7 +206,11 @@ impl Router {
                 let mut rng = rand::rng();
                 let a = rng.random_range(0..n);
                 let b = (a + rng.random_range(1..n)) % n;
-                let pick = if candidates[b].1 < candidates[a].1 { b } else { a };
+                let pick = if candidates[b].1 < candidates[a].1 {
+                    b
+                } else {
+                    a
+                };
                 Some(candidates[pick].0.clone())
             }
         }
@@ -276,6 +299,8 @@ mod tests {
         assert!(router.choose(None, None, now).is_none());
         assert!(!router.any_routable(now));
         assert!(router.any_routable(now + REMOTE_DOWN_FOR));
-        assert!(router.choose(None, Some("r1"), now + REMOTE_DOWN_FOR).is_none());
+        assert!(router
+            .choose(None, Some("r1"), now + REMOTE_DOWN_FOR)
+            .is_none());
     }
 }

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
 use crate::error::Rejection;
-use crate::route::{ConnGuard, RemoteWorker, Target};
+use crate::route::{ConnGuard, RemoteWorker};
 use crate::upgrade::no_worker;
 use crate::Shared;
 
@@ -67,9 +67,8 @@ pub(crate) async fn splice(
             .map_err(|e| Rejection::internal(format!("cannot forward request: {e}")))?;
         *out.headers_mut() = req.headers().clone();
         let headers = out.headers_mut();
-        let value = |v: &str| {
-            HeaderValue::from_str(v).map_err(|_| Rejection::internal("identity header"))
-        };
+        let value =
+            |v: &str| HeaderValue::from_str(v).map_err(|_| Rejection::internal("identity header"));
         headers.insert(IDENTITY_HEADER, value(&payload)?);
         headers.insert(IDENTITY_SIG_HEADER, value(&sig)?);
         Ok(out)
@@ -90,11 +89,9 @@ pub(crate) async fn splice(
         if attempt == 1 {
             break;
         }
-        match shared.router.choose(None, Some(worker.id()), Instant::now()) {
-            Some(Target::Remote(next)) => worker = next,
-            // An in-process worker takes the request itself, which is now bound for a
-            // remote hop (its upgrade is taken): the retry stays among remote workers.
-            _ => break,
+        match shared.router.choose_remote(worker.id(), Instant::now()) {
+            Some(next) => worker = next,
+            None => break,
         }
     }
     Err(no_worker())

@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
 use switchyard_protocol::{ErrorCode, Identity, SUBPROTOCOL};
 use tracing::Span;
 
@@ -44,10 +45,7 @@ pub(crate) async fn handle(
     match path {
         "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
         "/readyz" if shared.ready() => json_response(StatusCode::OK, r#"{"status":"ready"}"#),
-        "/readyz" => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"not ready"}"#,
-        ),
+        "/readyz" => json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#),
         _ => Rejection::client(ErrorCode::NotFound, "no such path").into_response(),
     }
 }
@@ -110,7 +108,8 @@ fn check_upgrade(req: &Request<Incoming>) -> Result<WsPath, Rejection> {
     if !key_ok {
         return bad("missing or malformed Sec-WebSocket-Key");
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    if versions.next().map(HeaderValue::as_bytes) != Some(b"13") || versions.next().is_some() {
         return bad("Sec-WebSocket-Version must be 13");
     }
     let Some(path) = parse_path(req.uri().path()) else {
@@ -133,7 +132,8 @@ async fn upgrade(
     let within_rate = shared.limiter.check(client.ip(), Instant::now());
 
     let path = check_upgrade(&req)?;
-    let token = extract_token(req.headers(), req.uri().query()).ok_or(crate::auth::AuthError::Missing)?;
+    let token =
+        extract_token(req.headers(), req.uri().query()).ok_or(crate::auth::AuthError::Missing)?;
     let now = now_secs();
     let verified = shared.verifier.verify(&token, now)?;
     drop(token);
@@ -187,6 +187,9 @@ pub(crate) fn no_worker() -> Rejection {
 fn strip_token(req: &mut Request<Incoming>, subprotocol: bool) {
     let headers = req.headers_mut();
     headers.remove(header::AUTHORIZATION);
+    // Only this gateway speaks for the identity; a client's own copy goes.
+    headers.remove(IDENTITY_HEADER);
+    headers.remove(IDENTITY_SIG_HEADER);
     headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
     if subprotocol {
         headers.insert(
@@ -197,9 +200,7 @@ fn strip_token(req: &mut Request<Incoming>, subprotocol: bool) {
     if let Some(query) = req.uri().query() {
         let kept: Vec<&str> = query
             .split('&')
-            .filter(|pair| {
-                !pair.is_empty() && pair.split('=').next() != Some("access_token")
-            })
+            .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("access_token"))
             .collect();
         let path_and_query = if kept.is_empty() {
             req.uri().path().to_string()
@@ -258,7 +259,14 @@ mod tests {
         let sticky = parse_path("/ws/w1/c_9f").unwrap();
         assert_eq!(sticky.worker.as_deref(), Some("w1"));
         assert_eq!(sticky.conn.as_deref(), Some("c_9f"));
-        for bad in ["/ws/", "/ws/w1", "/ws/w1/", "/ws/w1/c/x", "/ws/w 1/c", "/wsx"] {
+        for bad in [
+            "/ws/",
+            "/ws/w1",
+            "/ws/w1/",
+            "/ws/w1/c/x",
+            "/ws/w 1/c",
+            "/wsx",
+        ] {
             assert!(parse_path(bad).is_none(), "{bad}");
         }
     }

@@ -1,1 +1,151 @@
-//! placeholder
+//! Test kit: real Switchyard stacks on free loopback ports, for integration tests.
+//!
+//! - [`Stack`] starts `switchyard dev`'s stack in-process (gateway + workers on the
+//!   memory engine, TLS from a fresh dev CA in a temporary state dir) on `127.0.0.1:0`.
+//! - [`Stack::token`] and [`Stack::sign`] mint tokens with the stack's secret;
+//!   [`Stack::connect`] opens a real `wss://` connection and reads its `welcome`;
+//!   [`Stack::api`] calls the HTTP API over TLS.
+//! - [`expect`] holds small waiting helpers over a [`Connection`].
+
+pub mod api;
+pub mod expect;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use switchyard::dev::{DevOptions, DevStack};
+use switchyard_client::{ConnectError, ConnectOptions, Connection, TokenVia};
+use switchyard_protocol::frame::ServerFrame;
+
+pub use api::ApiResponse;
+
+/// How long a test waits for any one thing before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Stack {
+    pub dev: DevStack,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// One worker, default settings.
+    pub async fn start() -> Stack {
+        Stack::start_with(|_| {}).await
+    }
+
+    /// Lets the test adjust the options (workers, worker config, history size).
+    pub async fn start_with(adjust: impl FnOnce(&mut DevOptions)) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut options = DevOptions::new(dir.path().join("state"));
+        options.listen = "127.0.0.1:0".parse().expect("loopback address");
+        adjust(&mut options);
+        let dev = DevStack::start(options).await.expect("dev stack starts");
+        Stack { dev, _dir: dir }
+    }
+
+    /// `wss://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.dev.plain { "ws" } else { "wss" };
+        format!("{scheme}://localhost:{}{path}", self.dev.addr.port())
+    }
+
+    /// A token for `user` with these scope patterns, valid for an hour.
+    pub fn token(&self, user: &str, sub: &[&str], publish: &[&str]) -> String {
+        self.sign(&serde_json::json!({
+            "sub": user,
+            "exp": now() + 3600.0,
+            "iat": now(),
+            "scope": {"sub": sub, "pub": publish},
+        }))
+    }
+
+    /// Signs any claims with the stack's HS256 secret.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(self.dev.state.jwt_secret.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("claims sign")
+    }
+
+    /// Connect options for `path` trusting the stack's CA, with `token` in the header.
+    pub fn options(&self, path: &str, token: &str) -> ConnectOptions {
+        let mut options = ConnectOptions::new(self.url(path)).token(token, TokenVia::Header);
+        options.tls =
+            switchyard_client::TlsTrust::CaPem(self.dev.state.ca_pem.clone().into_bytes());
+        options
+    }
+
+    /// Opens a connection to `/ws` and reads its `welcome`.
+    pub async fn connect(&self, token: &str) -> (Connection, Welcome) {
+        self.connect_path("/ws", token).await
+    }
+
+    pub async fn connect_path(&self, path: &str, token: &str) -> (Connection, Welcome) {
+        self.connect_with(self.options(path, token))
+            .await
+            .expect("connection upgrades")
+    }
+
+    pub async fn connect_with(
+        &self,
+        options: ConnectOptions,
+    ) -> Result<(Connection, Welcome), ConnectError> {
+        let mut conn = Connection::connect(&options).await?;
+        let welcome = expect::welcome(&mut conn).await;
+        Ok((conn, welcome))
+    }
+
+    pub fn api(&self) -> api::Api {
+        api::Api::new(
+            self.dev.addr,
+            self.dev.state.ca_pem.as_bytes(),
+            Some(self.dev.state.api_key.clone()),
+        )
+    }
+}
+
+/// The fields of a `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    pub conn: String,
+    pub worker: String,
+    pub resume: String,
+    pub resume_token: String,
+    pub heartbeat_ms: u64,
+    pub resumed: bool,
+    pub user: String,
+}
+
+impl Welcome {
+    pub fn from_frame(frame: ServerFrame<'_>) -> Option<Welcome> {
+        match frame {
+            ServerFrame::Welcome {
+                conn,
+                worker,
+                resume,
+                resume_token,
+                heartbeat_ms,
+                resumed,
+                user,
+            } => Some(Welcome {
+                conn: conn.into_owned(),
+                worker: worker.into_owned(),
+                resume: resume.into_owned(),
+                resume_token: resume_token.into_owned(),
+                heartbeat_ms,
+                resumed,
+                user: user.into_owned(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The sticky reconnect path with this session's resume token.
+    pub fn resume_path(&self) -> String {
+        format!("{}?resume_token={}", self.resume, self.resume_token)
+    }
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}

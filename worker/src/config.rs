@@ -92,15 +92,29 @@ impl WorkerConfig {
             }
         };
         check(
-            !self.id.is_empty() && self.id.len() <= 64 && self.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-            format!("worker.id: {:?} must be 1-64 characters of A-Z a-z 0-9 _ -", self.id),
+            !self.id.is_empty()
+                && self.id.len() <= 64
+                && self
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            format!(
+                "worker.id: {:?} must be 1-64 characters of A-Z a-z 0-9 _ -",
+                self.id
+            ),
         );
         check(
             self.heartbeat_ms >= Duration::from_millis(100),
             "worker.heartbeat_ms: must be at least 100".into(),
         );
-        check(!self.session_ttl_ms.is_zero(), "worker.session_ttl_ms: must be greater than 0".into());
-        check(self.max_connections > 0, "worker.max_connections: must be greater than 0".into());
+        check(
+            !self.session_ttl_ms.is_zero(),
+            "worker.session_ttl_ms: must be greater than 0".into(),
+        );
+        check(
+            self.max_connections > 0,
+            "worker.max_connections: must be greater than 0".into(),
+        );
         check(
             (128..=16 << 20).contains(&self.max_frame_bytes),
             "worker.max_frame_bytes: must be between 128 and 16777216".into(),
@@ -109,13 +123,22 @@ impl WorkerConfig {
             (2..=65_536).contains(&self.outbox_capacity),
             "worker.outbox_capacity: must be between 2 and 65536".into(),
         );
-        check(self.publish_rate > 0, "worker.publish_rate: must be greater than 0".into());
+        check(
+            self.publish_rate > 0,
+            "worker.publish_rate: must be greater than 0".into(),
+        );
         check(
             self.publish_burst >= self.publish_rate,
             "worker.publish_burst: must be at least worker.publish_rate".into(),
         );
-        check(self.max_strikes > 0, "worker.max_strikes: must be greater than 0".into());
-        check(!self.write_timeout_ms.is_zero(), "worker.write_timeout_ms: must be greater than 0".into());
+        check(
+            self.max_strikes > 0,
+            "worker.max_strikes: must be greater than 0".into(),
+        );
+        check(
+            !self.write_timeout_ms.is_zero(),
+            "worker.write_timeout_ms: must be greater than 0".into(),
+        );
         check(
             (1..=10_000).contains(&self.catch_up_page),
             "worker.catch_up_page: must be between 1 and 10000".into(),
@@ -125,7 +148,13 @@ impl WorkerConfig {
             "worker.max_batch_bytes: must be at least 1024".into(),
         );
         if let Some(path) = &self.identity_secret_file {
-            check(path.is_file(), format!("worker.identity_secret_file: {} is not a readable file", path.display()));
+            check(
+                path.is_file(),
+                format!(
+                    "worker.identity_secret_file: {} is not a readable file",
+                    path.display()
+                ),
+            );
         }
         check(
             self.listen.is_none() || self.identity_secret_file.is_some(),
@@ -168,8 +197,20 @@ mod tests {
             ..WorkerConfig::default()
         };
         let err = config.validate().unwrap_err();
-        let keys: Vec<&str> = err.problems.iter().map(|p| p.split(':').next().unwrap()).collect();
-        assert_eq!(keys, ["worker.id", "worker.max_connections", "worker.publish_burst", "worker.identity_secret_file"]);
+        let keys: Vec<&str> = err
+            .problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "worker.id",
+                "worker.max_connections",
+                "worker.publish_burst",
+                "worker.identity_secret_file"
+            ]
+        );
     }
 
     #[test]

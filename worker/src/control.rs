@@ -35,11 +35,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             };
             match event {
                 Some(Control::Disconnect { user, .. }) => {
-                    let sessions: Vec<_> =
-                        lock(&shared.sessions).values().filter(|s| s.user == user).cloned().collect();
+                    let sessions: Vec<_> = lock(&shared.sessions)
+                        .values()
+                        .filter(|s| s.user == user)
+                        .cloned()
+                        .collect();
                     debug!(user.id = %user, sessions = sessions.len(), "disconnecting user");
                     for session in sessions {
-                        let detached = matches!(&*lock(&session.attachment), Attachment::Detached { .. });
+                        let detached =
+                            matches!(&*lock(&session.attachment), Attachment::Detached { .. });
                         if detached {
                             end_session(&shared, &session).await;
                         } else {

@@ -23,7 +23,11 @@ pub(crate) async fn shutdown(shared: &Arc<Shared>, grace: Duration) {
 
 async fn close_all(shared: &Arc<Shared>, code: CloseCode, grace: Duration) {
     let sessions: Vec<_> = lock(&shared.sessions).values().cloned().collect();
-    info!(sessions = sessions.len(), code = code.code(), "closing every session");
+    info!(
+        sessions = sessions.len(),
+        code = code.code(),
+        "closing every session"
+    );
     for session in &sessions {
         let detached = matches!(&*lock(&session.attachment), Attachment::Detached { .. });
         if detached {
@@ -34,7 +38,13 @@ async fn close_all(shared: &Arc<Shared>, code: CloseCode, grace: Duration) {
     }
     shared.shutdown.cancel();
     shared.tracker.close();
-    if tokio::time::timeout(grace, shared.tracker.wait()).await.is_err() {
-        warn!(left = lock(&shared.sessions).len(), "grace period over: abandoning the sessions left");
+    if tokio::time::timeout(grace, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            left = lock(&shared.sessions).len(),
+            "grace period over: abandoning the sessions left"
+        );
     }
 }

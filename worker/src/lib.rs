@@ -143,7 +143,11 @@ impl Worker {
 
     /// Answers an authenticated WebSocket upgrade: `101` and a session, or an error
     /// status when the request is not a valid upgrade or the worker is draining.
-    pub fn serve_upgrade(&self, mut req: Request<Incoming>, identity: Identity) -> Response<Empty<Bytes>> {
+    pub fn serve_upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        identity: Identity,
+    ) -> Response<Empty<Bytes>> {
         if self.shared.is_draining() {
             return status(StatusCode::SERVICE_UNAVAILABLE);
         }
@@ -152,11 +156,16 @@ impl Worker {
             Err(_) => return status(StatusCode::BAD_REQUEST),
         };
         if identity.subprotocol {
-            response
-                .headers_mut()
-                .insert(hyper::header::SEC_WEBSOCKET_PROTOCOL, hyper::header::HeaderValue::from_static(SUBPROTOCOL));
+            response.headers_mut().insert(
+                hyper::header::SEC_WEBSOCKET_PROTOCOL,
+                hyper::header::HeaderValue::from_static(SUBPROTOCOL),
+            );
         }
-        self.shared.tracker.spawn(session::connection::serve(self.shared.clone(), upgrade, identity));
+        self.shared.tracker.spawn(session::connection::serve(
+            self.shared.clone(),
+            upgrade,
+            identity,
+        ));
         response
     }
 

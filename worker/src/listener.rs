@@ -24,7 +24,12 @@ use crate::Worker;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves hand-offs until `shutdown`.
-pub async fn run(worker: Worker, listener: TcpListener, secret: Arc<[u8]>, shutdown: CancellationToken) {
+pub async fn run(
+    worker: Worker,
+    listener: TcpListener,
+    secret: Arc<[u8]>,
+    shutdown: CancellationToken,
+) {
     let tracker = worker.shared.tracker.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -59,11 +64,19 @@ pub async fn run(worker: Worker, listener: TcpListener, secret: Arc<[u8]>, shutd
 }
 
 fn handoff(worker: &Worker, secret: &[u8], req: Request<Incoming>) -> Response<Empty<Bytes>> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let (Some(payload), Some(sig)) = (header(IDENTITY_HEADER), header(IDENTITY_SIG_HEADER)) else {
         return status(StatusCode::FORBIDDEN);
     };
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     match Identity::verify(&payload, &sig, secret, now_ms) {
         Ok(identity) => worker.serve_upgrade(req, identity),
         Err(err) => {

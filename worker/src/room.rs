@@ -49,21 +49,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Rooms {
     pub(crate) fn new(broker: Arc<dyn Broker>, tracker: TaskTracker, stats: Arc<Stats>) -> Rooms {
-        Rooms { broker, rooms: Mutex::new(HashMap::new()), tracker, stats }
+        Rooms {
+            broker,
+            rooms: Mutex::new(HashMap::new()),
+            tracker,
+            stats,
+        }
     }
 
     /// Adds a member and returns once the room's live feed is running, so that nothing
     /// published after this returns can miss the member.
-    pub(crate) async fn join(&self, room: &RoomName, conn: &Arc<str>, member: Member) -> Result<(), BrokerError> {
+    pub(crate) async fn join(
+        &self,
+        room: &RoomName,
+        conn: &Arc<str>,
+        member: Member,
+    ) -> Result<(), BrokerError> {
         let local = {
             let mut rooms = lock(&self.rooms);
             let local = rooms
                 .entry(room.clone())
                 .or_insert_with(|| {
-                    Arc::new(LocalRoom { members: RwLock::new(HashMap::new()), feed: OnceCell::new() })
+                    Arc::new(LocalRoom {
+                        members: RwLock::new(HashMap::new()),
+                        feed: OnceCell::new(),
+                    })
                 })
                 .clone();
-            local.members.write().unwrap_or_else(|e| e.into_inner()).insert(conn.clone(), member);
+            local
+                .members
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(conn.clone(), member);
             local
         };
         let started = local
@@ -71,7 +88,13 @@ impl Rooms {
             .get_or_try_init(|| async {
                 let feed = self.broker.live(room).await?;
                 let stop = CancellationToken::new();
-                self.tracker.spawn(fan_out(room.clone(), Arc::downgrade(&local), feed, stop.clone(), self.stats.clone()));
+                self.tracker.spawn(fan_out(
+                    room.clone(),
+                    Arc::downgrade(&local),
+                    feed,
+                    stop.clone(),
+                    self.stats.clone(),
+                ));
                 Ok::<_, BrokerError>(stop)
             })
             .await;
@@ -146,11 +169,19 @@ async fn fan_out(
                 }
             }
             LiveEvent::Join { user, .. } => {
-                let line = ServerFrame::Join { room: room.as_str().into(), user: user.as_str().into() }.encode();
+                let line = ServerFrame::Join {
+                    room: room.as_str().into(),
+                    user: user.as_str().into(),
+                }
+                .encode();
                 offer_event(&room, &members, line);
             }
             LiveEvent::Leave { user, .. } => {
-                let line = ServerFrame::Leave { room: room.as_str().into(), user: user.as_str().into() }.encode();
+                let line = ServerFrame::Leave {
+                    room: room.as_str().into(),
+                    user: user.as_str().into(),
+                }
+                .encode();
                 offer_event(&room, &members, line);
             }
             LiveEvent::Lagged => {
@@ -168,6 +199,9 @@ async fn fan_out(
 /// Presence events are not stored: a full outbox loses them, as it loses ephemerals.
 fn offer_event(room: &RoomName, members: &HashMap<Arc<str>, Member>, line: bytes::Bytes) {
     for member in members.values() {
-        let _ = member.outbox.try_send(OutItem::RoomEvent { room: room.clone(), line: line.clone() });
+        let _ = member.outbox.try_send(OutItem::RoomEvent {
+            room: room.clone(),
+            line: line.clone(),
+        });
     }
 }

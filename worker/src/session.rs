@@ -40,8 +40,13 @@ pub(crate) struct WriterState {
 
 pub(crate) enum Attachment {
     /// A socket serves the session; cancelling `stop` detaches it (takeover by resume).
-    Attached { stop: CancellationToken },
-    Detached { state: WriterState, since: Instant },
+    Attached {
+        stop: CancellationToken,
+    },
+    Detached {
+        state: WriterState,
+        since: Instant,
+    },
     Ended,
 }
 

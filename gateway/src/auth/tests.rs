@@ -17,7 +17,12 @@ const RSA_PRIVATE: &[u8] = include_bytes!("../../tests/data/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/data/rsa_public.pem");
 
 fn hs256(claims: &serde_json::Value, secret: &[u8]) -> String {
-    encode(&Header::default(), claims, &EncodingKey::from_secret(secret)).unwrap()
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 fn claims(sub: &str, exp: f64) -> serde_json::Value {
@@ -74,7 +79,10 @@ fn alg_none_is_never_accepted() {
 #[test]
 fn garbage_is_invalid_and_missing_exp_is_invalid() {
     assert_eq!(
-        Verifier::hs256(SECRET).verify("not.a.jwt", NOW).unwrap_err().code(),
+        Verifier::hs256(SECRET)
+            .verify("not.a.jwt", NOW)
+            .unwrap_err()
+            .code(),
         ErrorCode::InvalidToken
     );
     let token = hs256(&json!({"sub": "alice"}), SECRET);
@@ -199,7 +207,10 @@ fn rs256_public_key_is_never_an_hs256_secret() {
         },
     )
     .unwrap();
-    assert_eq!(v.verify(&forged, NOW).unwrap_err().code(), ErrorCode::InvalidToken);
+    assert_eq!(
+        v.verify(&forged, NOW).unwrap_err().code(),
+        ErrorCode::InvalidToken
+    );
     // Both kinds configured: the forged token meets only the real HS256 secret.
     let v = Verifier::new(
         vec![rsa(), VerifyingKey::hs256(SECRET, None)],
@@ -229,7 +240,10 @@ fn es256_token_verifies() {
     assert!(v.verify(&token, NOW).is_ok());
     // The same token re-labelled HS256 goes nowhere.
     let forged = hs256(&claims("alice", NOW + 60.0), pair.public_key().as_ref());
-    assert_eq!(v.verify(&forged, NOW).unwrap_err().code(), ErrorCode::InvalidToken);
+    assert_eq!(
+        v.verify(&forged, NOW).unwrap_err().code(),
+        ErrorCode::InvalidToken
+    );
 }
 
 #[test]
@@ -258,8 +272,10 @@ fn kid_chooses_the_key() {
         VerifierOptions::default(),
     )
     .unwrap();
-    let mut header = Header::default();
-    header.kid = Some("b".into());
+    let mut header = Header {
+        kid: Some("b".into()),
+        ..Header::default()
+    };
     let token = encode(
         &header,
         &claims("alice", NOW + 60.0),
@@ -274,7 +290,10 @@ fn kid_chooses_the_key() {
         &EncodingKey::from_secret(b"secret-b"),
     )
     .unwrap();
-    assert_eq!(v.verify(&token, NOW), Err(AuthError::Invalid("bad signature")));
+    assert_eq!(
+        v.verify(&token, NOW),
+        Err(AuthError::Invalid("bad signature"))
+    );
     header.kid = Some("c".into());
     let token = encode(
         &header,
@@ -282,7 +301,10 @@ fn kid_chooses_the_key() {
         &EncodingKey::from_secret(b"secret-b"),
     )
     .unwrap();
-    assert_eq!(v.verify(&token, NOW).unwrap_err().code(), ErrorCode::InvalidToken);
+    assert_eq!(
+        v.verify(&token, NOW).unwrap_err().code(),
+        ErrorCode::InvalidToken
+    );
 }
 
 #[test]
@@ -310,20 +332,31 @@ fn jwks_keys_are_typed_and_chosen_by_kid() {
     )
     .unwrap();
     assert!(v.verify(&token, NOW).is_ok());
-    assert!(v.verify(&hs256(&claims("bob", NOW + 60.0), SECRET), NOW).is_ok());
+    assert!(v
+        .verify(&hs256(&claims("bob", NOW + 60.0), SECRET), NOW)
+        .is_ok());
 }
 
 #[test]
 fn tokens_are_found_in_order() {
     let mut headers = HeaderMap::new();
-    assert_eq!(extract_token(&headers, Some("access_token=q")), Some("q".into()));
+    assert_eq!(
+        extract_token(&headers, Some("access_token=q")),
+        Some("q".into())
+    );
     headers.insert(
         http::header::SEC_WEBSOCKET_PROTOCOL,
         "switchyard.v1, switchyard.auth.p".parse().unwrap(),
     );
-    assert_eq!(extract_token(&headers, Some("access_token=q")), Some("p".into()));
+    assert_eq!(
+        extract_token(&headers, Some("access_token=q")),
+        Some("p".into())
+    );
     headers.insert(http::header::AUTHORIZATION, "Bearer h".parse().unwrap());
-    assert_eq!(extract_token(&headers, Some("access_token=q")), Some("h".into()));
+    assert_eq!(
+        extract_token(&headers, Some("access_token=q")),
+        Some("h".into())
+    );
     let mut headers = HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, "Basic xyz".parse().unwrap());
     assert_eq!(extract_token(&headers, Some("a=1")), None);
@@ -345,7 +378,10 @@ async fn revoked_tokens_are_refused() {
         })
         .await
         .unwrap();
-    let old = hs256(&json!({"sub": "alice", "exp": now + 60.0, "iat": now - 10.0}), SECRET);
+    let old = hs256(
+        &json!({"sub": "alice", "exp": now + 60.0, "iat": now - 10.0}),
+        SECRET,
+    );
     let no_iat = hs256(&claims("alice", now + 60.0), SECRET);
     let fresh = hs256(
         &json!({"sub": "alice", "exp": now + 7200.0, "iat": now + 3601.0}),

@@ -95,7 +95,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
 /// Resumes the session named by the identity when its owner asks for it with the right
 /// `resume_token`, else starts a fresh one.
 async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, WriterState, bool) {
-    let grant = Grant { scope: identity.scope.clone(), exp: identity.exp };
+    let grant = Grant {
+        scope: identity.scope.clone(),
+        exp: identity.exp,
+    };
     if let (Some(conn), Some(token)) = (&identity.resume_conn, &identity.resume_token) {
         let found = lock(&shared.sessions).get(conn.as_str()).cloned();
         if let Some(session) = found {
@@ -106,7 +109,10 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
                     state.cursors.rewind();
                     session.wake.notify_one();
                     session.grant.send_replace(grant);
-                    shared.stats.sessions_resumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared
+                        .stats
+                        .sessions_resumed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return (session, state, true);
                 }
             }
@@ -121,12 +127,21 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         wake: Arc::new(Notify::new()),
         grant: watch::channel(grant).0,
         subs: Default::default(),
-        attachment: std::sync::Mutex::new(Attachment::Attached { stop: CancellationToken::new() }),
+        attachment: std::sync::Mutex::new(Attachment::Attached {
+            stop: CancellationToken::new(),
+        }),
         attachment_changed: Notify::new(),
         close: watch::channel(None).0,
     });
     lock(&shared.sessions).insert(session.conn.clone(), session.clone());
-    (session, WriterState { outbox: outbox_rx, cursors: Cursors::default() }, false)
+    (
+        session,
+        WriterState {
+            outbox: outbox_rx,
+            cursors: Cursors::default(),
+        },
+        false,
+    )
 }
 
 /// Takes a session's writer state, asking a socket that still holds it to let go.
@@ -141,7 +156,8 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                 Attachment::Attached { stop } => stop.cancel(),
                 Attachment::Detached { .. } => {
                     let stop = CancellationToken::new();
-                    let Attachment::Detached { state, .. } = std::mem::replace(&mut *attachment, Attachment::Attached { stop })
+                    let Attachment::Detached { state, .. } =
+                        std::mem::replace(&mut *attachment, Attachment::Attached { stop })
                     else {
                         unreachable!("matched Detached above")
                     };
@@ -150,7 +166,10 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                 }
             }
         }
-        if tokio::time::timeout_at(deadline.into(), changed).await.is_err() {
+        if tokio::time::timeout_at(deadline.into(), changed)
+            .await
+            .is_err()
+        {
             return None;
         }
     }
@@ -191,14 +210,22 @@ pub(crate) async fn end_session(shared: &Shared, session: &Session) {
     let subs = std::mem::take(&mut *lock(&session.subs));
     for room in subs.into_keys() {
         shared.rooms.leave(&room, &session.conn);
-        if let Err(err) = shared.broker.leave(&room, &session.user, &session.conn).await {
+        if let Err(err) = shared
+            .broker
+            .leave(&room, &session.user, &session.conn)
+            .await
+        {
             debug!(error = %err, room = %room, "presence leave failed");
         }
     }
 }
 
 fn new_conn_id() -> String {
-    let id: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(16).map(char::from).collect();
+    let id: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect();
     format!("c_{id}")
 }
 

@@ -34,7 +34,14 @@ impl Cursors {
     }
 
     pub(crate) fn insert(&mut self, room: RoomName, start: u64, lagged: Arc<AtomicBool>) {
-        self.rooms.insert(room, Cursor { last: start, confirmed: start, lagged });
+        self.rooms.insert(
+            room,
+            Cursor {
+                last: start,
+                confirmed: start,
+                lagged,
+            },
+        );
     }
 
     pub(crate) fn remove(&mut self, room: &RoomName) {
@@ -50,7 +57,11 @@ impl Cursors {
         if self.probes.len() == MAX_PROBES {
             self.probes.pop_front();
         }
-        let snapshot = self.rooms.iter().map(|(room, c)| (room.clone(), c.last)).collect();
+        let snapshot = self
+            .rooms
+            .iter()
+            .map(|(room, c)| (room.clone(), c.last))
+            .collect();
         self.probes.push_back((ping_id, snapshot));
     }
 
@@ -60,7 +71,9 @@ impl Cursors {
             if *id > ping_id {
                 break;
             }
-            let Some((id, snapshot)) = self.probes.pop_front() else { break };
+            let Some((id, snapshot)) = self.probes.pop_front() else {
+                break;
+            };
             if id == ping_id {
                 for (room, seq) in snapshot {
                     if let Some(cursor) = self.rooms.get_mut(&room) {
@@ -77,7 +90,9 @@ impl Cursors {
         for cursor in self.rooms.values_mut() {
             if cursor.last != cursor.confirmed {
                 cursor.last = cursor.confirmed;
-                cursor.lagged.store(true, std::sync::atomic::Ordering::Release);
+                cursor
+                    .lagged
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }

@@ -23,7 +23,10 @@ pub(crate) struct RoomFrame {
 pub(crate) enum OutItem {
     Msg(Arc<RoomFrame>),
     /// A presence event of a room: delivered only while subscribed to it.
-    RoomEvent { room: RoomName, line: Bytes },
+    RoomEvent {
+        room: RoomName,
+        line: Bytes,
+    },
     /// A complete line (ack, error, pong, presence, refreshed...).
     Line(Bytes),
     /// Start delivering a room: answer `subscribed`, replay `since`, then go live.
@@ -32,9 +35,16 @@ pub(crate) enum OutItem {
         since: Option<u64>,
         epoch: Option<String>,
         reference: Option<String>,
+        /// The room's latest seq and the store's epoch when the member joined: a
+        /// live-only subscription starts here.
+        head: u64,
+        store_epoch: Arc<str>,
         /// Set by fan-out when it had to drop a stored message for this session.
         lagged: Arc<AtomicBool>,
     },
     /// Stop delivering a room and answer `unsubscribed`.
-    Unsubscribe { room: RoomName, reference: Option<String> },
+    Unsubscribe {
+        room: RoomName,
+        reference: Option<String>,
+    },
 }

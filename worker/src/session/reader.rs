@@ -32,16 +32,22 @@ pub(crate) struct Liveness {
 
 impl Liveness {
     pub(crate) fn new() -> Liveness {
-        Liveness { started: Instant::now(), last_seen_ms: AtomicU64::new(0) }
+        Liveness {
+            started: Instant::now(),
+            last_seen_ms: AtomicU64::new(0),
+        }
     }
 
     fn touch(&self) {
-        self.last_seen_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_seen_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn silent_for(&self) -> std::time::Duration {
         let last = self.last_seen_ms.load(Ordering::Relaxed);
-        std::time::Duration::from_millis((self.started.elapsed().as_millis() as u64).saturating_sub(last))
+        std::time::Duration::from_millis(
+            (self.started.elapsed().as_millis() as u64).saturating_sub(last),
+        )
     }
 }
 
@@ -89,10 +95,19 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             Err(WebSocketError::FrameTooLarge) => return reader.close(CloseCode::TooLarge).await,
             Err(WebSocketError::InvalidUTF8) => {
                 liveness.touch();
-                reader.reject(FrameError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8")).await;
+                reader
+                    .reject(FrameError::new(
+                        ErrorCode::BadFrame,
+                        "text frame is not valid UTF-8",
+                    ))
+                    .await;
                 continue;
             }
-            Err(WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) | WebSocketError::ConnectionClosed) => {
+            Err(
+                WebSocketError::UnexpectedEOF
+                | WebSocketError::IoError(_)
+                | WebSocketError::ConnectionClosed,
+            ) => {
                 return End::Lost;
             }
             Err(err) => {
@@ -118,7 +133,9 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
                 buf.extend_from_slice(&frame.payload);
                 if frame.fin {
                     let opcode = *opcode;
-                    let Some((_, message)) = fragments.take() else { continue };
+                    let Some((_, message)) = fragments.take() else {
+                        continue;
+                    };
                     reader.message(opcode, &message).await;
                 }
             }
@@ -138,7 +155,10 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             OpCode::Ping => {}
         }
         if reader.limits.strikes > config.max_strikes {
-            debug!(strikes = reader.limits.strikes, "too many bad frames: closing with 1008");
+            debug!(
+                strikes = reader.limits.strikes,
+                "too many bad frames: closing with 1008"
+            );
             return reader.close(CloseCode::Policy).await;
         }
     }
@@ -171,15 +191,26 @@ impl Reader<'_> {
         }
         self.limits.strikes += 1;
         trace!(code = err.code.as_str(), "frame rejected");
-        self.send(OutItem::Line(err.to_server_frame().encode())).await;
+        self.send(OutItem::Line(err.to_server_frame().encode()))
+            .await;
     }
 
     async fn message(&mut self, opcode: OpCode, payload: &[u8]) {
         if opcode == OpCode::Binary {
-            return self.reject(FrameError::new(ErrorCode::BadFrame, "binary frames are not part of the protocol")).await;
+            return self
+                .reject(FrameError::new(
+                    ErrorCode::BadFrame,
+                    "binary frames are not part of the protocol",
+                ))
+                .await;
         }
         if std::str::from_utf8(payload).is_err() {
-            return self.reject(FrameError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8")).await;
+            return self
+                .reject(FrameError::new(
+                    ErrorCode::BadFrame,
+                    "text frame is not valid UTF-8",
+                ))
+                .await;
         }
         for piece in split_pieces(payload) {
             match ClientFrame::parse(piece) {
@@ -206,45 +237,107 @@ impl Reader<'_> {
         let shared = self.shared;
         let grant = session.grant.borrow().clone();
         match frame {
-            ClientFrame::Sub { room, since, epoch, reference } => {
+            ClientFrame::Sub {
+                room,
+                since,
+                epoch,
+                reference,
+            } => {
                 if !grant.scope.may_subscribe(&session.user, &room) {
-                    return Err(fail(ErrorCode::Forbidden, "not allowed to subscribe to this room"));
+                    return Err(fail(
+                        ErrorCode::Forbidden,
+                        "not allowed to subscribe to this room",
+                    ));
                 }
                 let lagged = Arc::new(AtomicBool::new(false));
                 {
                     let mut subs = lock(&session.subs);
                     if subs.contains_key(&room) {
-                        return Err(fail(ErrorCode::AlreadySubscribed, "already subscribed to this room"));
+                        return Err(fail(
+                            ErrorCode::AlreadySubscribed,
+                            "already subscribed to this room",
+                        ));
                     }
                     subs.insert(room.clone(), lagged.clone());
                 }
-                let member = Member { outbox: session.outbox.clone(), lagged: lagged.clone(), wake: session.wake.clone() };
+                let member = Member {
+                    outbox: session.outbox.clone(),
+                    lagged: lagged.clone(),
+                    wake: session.wake.clone(),
+                };
                 if let Err(err) = shared.rooms.join(&room, &session.conn, member).await {
                     lock(&session.subs).remove(&room);
                     debug!(error = %err, room = %room, "live feed unavailable");
-                    return Err(fail(ErrorCode::Unavailable, "the broker is unavailable: try again"));
+                    return Err(fail(
+                        ErrorCode::Unavailable,
+                        "the broker is unavailable: try again",
+                    ));
                 }
-                if let Err(err) = shared.broker.join(&room, &session.user, &session.conn).await {
+                // The subscription point: everything stored after this is delivered live.
+                let head = match shared.broker.history(&room, 0, 0).await {
+                    Ok(head) => head,
+                    Err(err) => {
+                        lock(&session.subs).remove(&room);
+                        shared.rooms.leave(&room, &session.conn);
+                        debug!(error = %err, room = %room, "store unavailable");
+                        return Err(fail(
+                            ErrorCode::Unavailable,
+                            "the broker is unavailable: try again",
+                        ));
+                    }
+                };
+                if let Err(err) = shared
+                    .broker
+                    .join(&room, &session.user, &session.conn)
+                    .await
+                {
                     debug!(error = %err, room = %room, "presence join failed");
                 }
-                self.send(OutItem::Subscribe { room, since, epoch, reference, lagged }).await;
+                self.send(OutItem::Subscribe {
+                    room,
+                    since,
+                    epoch,
+                    reference,
+                    head: head.head,
+                    store_epoch: head.epoch,
+                    lagged,
+                })
+                .await;
             }
             ClientFrame::Unsub { room, reference } => {
                 if lock(&session.subs).remove(&room).is_none() {
-                    return Err(fail(ErrorCode::NotSubscribed, "not subscribed to this room"));
+                    return Err(fail(
+                        ErrorCode::NotSubscribed,
+                        "not subscribed to this room",
+                    ));
                 }
                 shared.rooms.leave(&room, &session.conn);
-                if let Err(err) = shared.broker.leave(&room, &session.user, &session.conn).await {
+                if let Err(err) = shared
+                    .broker
+                    .leave(&room, &session.user, &session.conn)
+                    .await
+                {
                     debug!(error = %err, room = %room, "presence leave failed");
                 }
                 self.send(OutItem::Unsubscribe { room, reference }).await;
             }
-            ClientFrame::Pub { room, data, ephemeral, reference } => {
+            ClientFrame::Pub {
+                room,
+                data,
+                ephemeral,
+                reference,
+            } => {
                 if !grant.scope.may_publish(&room) {
-                    return Err(fail(ErrorCode::Forbidden, "not allowed to publish to this room"));
+                    return Err(fail(
+                        ErrorCode::Forbidden,
+                        "not allowed to publish to this room",
+                    ));
                 }
                 if !self.take_publish_token() {
-                    return Err(fail(ErrorCode::RateLimited, "publishing too fast: slow down"));
+                    return Err(fail(
+                        ErrorCode::RateLimited,
+                        "publishing too fast: slow down",
+                    ));
                 }
                 let ack = self.publish(room, data, ephemeral, reference.as_deref()).await.map_err(|err| match err {
                     BrokerError::Unavailable(_) => {
@@ -261,11 +354,12 @@ impl Reader<'_> {
                 if !grant.scope.may_subscribe(&session.user, &room) {
                     return Err(fail(ErrorCode::Forbidden, "not allowed to see this room"));
                 }
-                let members = shared
-                    .broker
-                    .presence(&room)
-                    .await
-                    .map_err(|_| fail(ErrorCode::Unavailable, "the broker is unavailable: try again"))?;
+                let members = shared.broker.presence(&room).await.map_err(|_| {
+                    fail(
+                        ErrorCode::Unavailable,
+                        "the broker is unavailable: try again",
+                    )
+                })?;
                 let line = ServerFrame::Presence {
                     room: room.as_str().into(),
                     reference: reference.as_deref().map(Into::into),
@@ -281,20 +375,42 @@ impl Reader<'_> {
                 };
                 let verified = match verified {
                     Ok(v) if v.user == session.user => v,
-                    _ => return Err(fail(ErrorCode::InvalidToken, "token is invalid, expired or for another user")),
+                    _ => {
+                        return Err(fail(
+                            ErrorCode::InvalidToken,
+                            "token is invalid, expired or for another user",
+                        ))
+                    }
                 };
-                let revoked = shared.broker.revoked_before(&session.user).await.ok().flatten();
+                let revoked = shared
+                    .broker
+                    .revoked_before(&session.user)
+                    .await
+                    .ok()
+                    .flatten();
                 if revoked.is_some_and(|until| verified.iat.is_none_or(|iat| iat < until as f64)) {
                     return Err(fail(ErrorCode::InvalidToken, "token is revoked"));
                 }
                 let exp = verified.exp;
-                session.grant.send_replace(Grant { scope: verified.scope, exp });
-                let line = ServerFrame::Refreshed { reference: reference.as_deref().map(Into::into), exp: exp as u64 }.encode();
+                session.grant.send_replace(Grant {
+                    scope: verified.scope,
+                    exp,
+                });
+                let line = ServerFrame::Refreshed {
+                    reference: reference.as_deref().map(Into::into),
+                    exp: exp as u64,
+                }
+                .encode();
                 self.send(OutItem::Line(line)).await;
             }
             ClientFrame::Ping { reference } => {
-                self.send(OutItem::Line(ServerFrame::Pong { reference: reference.as_deref().map(Into::into) }.encode()))
-                    .await;
+                self.send(OutItem::Line(
+                    ServerFrame::Pong {
+                        reference: reference.as_deref().map(Into::into),
+                    }
+                    .encode(),
+                ))
+                .await;
             }
         }
         Ok(())
@@ -319,10 +435,22 @@ impl Reader<'_> {
         };
         if ephemeral {
             self.shared.broker.publish_ephemeral(msg).await?;
-            return Ok(reference.map(|r| ServerFrame::Ack { reference: Some(r.into()), seq: None }.encode()));
+            return Ok(reference.map(|r| {
+                ServerFrame::Ack {
+                    reference: Some(r.into()),
+                    seq: None,
+                }
+                .encode()
+            }));
         }
         let stored = self.shared.broker.publish(msg).await?;
-        Ok(Some(ServerFrame::Ack { reference: reference.map(Into::into), seq: Some(stored.seq) }.encode()))
+        Ok(Some(
+            ServerFrame::Ack {
+                reference: reference.map(Into::into),
+                seq: Some(stored.seq),
+            }
+            .encode(),
+        ))
     }
 
     fn take_publish_token(&mut self) -> bool {
@@ -330,8 +458,8 @@ impl Reader<'_> {
         let now = Instant::now();
         let elapsed = now.duration_since(self.limits.refilled).as_secs_f64();
         self.limits.refilled = now;
-        self.limits.tokens =
-            (self.limits.tokens + elapsed * f64::from(config.publish_rate)).min(f64::from(config.publish_burst));
+        self.limits.tokens = (self.limits.tokens + elapsed * f64::from(config.publish_rate))
+            .min(f64::from(config.publish_burst));
         if self.limits.tokens >= 1.0 {
             self.limits.tokens -= 1.0;
             true

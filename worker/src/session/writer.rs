@@ -39,6 +39,14 @@ pub(crate) enum End {
     Closed(CloseCode),
 }
 
+/// Where a subscription starts, as the reader registered it.
+struct Start {
+    head: u64,
+    store_epoch: Arc<str>,
+    since: Option<u64>,
+    epoch: Option<String>,
+}
+
 /// A failed write means the socket is gone.
 struct Gone;
 
@@ -85,13 +93,18 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         session,
         ws,
         state,
-        batch: Batch { buf: Vec::new(), max: config.max_batch_bytes },
+        batch: Batch {
+            buf: Vec::new(),
+            max: config.max_batch_bytes,
+        },
     };
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + config.heartbeat_ms, config.heartbeat_ms);
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + config.heartbeat_ms, config.heartbeat_ms);
     let mut close = session.close.subscribe();
     let mut grant = session.grant.subscribe();
     let mut ping_id = 0u64;
-    let (mut notice_at, mut expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway_ms);
+    let (mut notice_at, mut expire_at) =
+        expiry_times(grant.borrow_and_update().exp, config.leeway_ms);
     let mut noticed = false;
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
@@ -172,7 +185,10 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
 /// When to send `refresh_required` (min(30 s, half the token's life) before `exp`) and
 /// when to close for expiry (`exp` plus leeway).
 fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
-    let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     let left = Duration::from_secs_f64((exp - now_secs).clamp(0.0, 1e9));
     let notice = REFRESH_NOTICE.min(left / 2);
     let now = Instant::now();
@@ -181,7 +197,12 @@ fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
 
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     async fn write(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
-        match tokio::time::timeout(self.shared.config.write_timeout_ms, self.ws.write_frame(frame)).await {
+        match tokio::time::timeout(
+            self.shared.config.write_timeout_ms,
+            self.ws.write_frame(frame),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
                 debug!(error = %err, "write failed");
@@ -215,19 +236,27 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
 
     async fn close(&mut self, code: CloseCode) -> Result<End, Gone> {
         if code == CloseCode::Drained {
-            let after_ms = rand::rng().random_range(0..self.shared.config.drain_window_ms.as_millis().max(1) as u64);
-            let line = ServerFrame::Reconnect { reason: "draining".into(), after_ms }.encode();
+            let after_ms = rand::rng()
+                .random_range(0..self.shared.config.drain_window_ms.as_millis().max(1) as u64);
+            let line = ServerFrame::Reconnect {
+                reason: "draining".into(),
+                after_ms,
+            }
+            .encode();
             self.batch.push(&line);
         }
         self.flush().await?;
-        self.write(Frame::close(code.code(), code.reason().as_bytes())).await?;
+        self.write(Frame::close(code.code(), code.reason().as_bytes()))
+            .await?;
         Ok(End::Closed(code))
     }
 
     async fn item(&mut self, item: OutItem) -> Result<Option<End>, Gone> {
         match item {
             OutItem::Msg(frame) => {
-                let Some(cursor) = self.state.cursors.get_mut(&frame.room) else { return Ok(None) };
+                let Some(cursor) = self.state.cursors.get_mut(&frame.room) else {
+                    return Ok(None);
+                };
                 let Some(seq) = frame.seq else {
                     self.push(&frame.line).await?;
                     return Ok(None);
@@ -250,13 +279,31 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 }
             }
             OutItem::Line(line) => self.push(&line).await?,
-            OutItem::Subscribe { room, since, epoch, reference, lagged } => {
+            OutItem::Subscribe {
+                room,
+                since,
+                epoch,
+                reference,
+                head,
+                store_epoch,
+                lagged,
+            } => {
                 self.flush().await?;
-                self.subscribe(room, since, epoch, reference, lagged).await?;
+                let start = Start {
+                    head,
+                    store_epoch,
+                    since,
+                    epoch,
+                };
+                self.subscribe(room, start, reference, lagged).await?;
             }
             OutItem::Unsubscribe { room, reference } => {
                 self.state.cursors.remove(&room);
-                let line = ServerFrame::Unsubscribed { room: room.as_str().into(), reference: reference.map(Into::into) }.encode();
+                let line = ServerFrame::Unsubscribed {
+                    room: room.as_str().into(),
+                    reference: reference.map(Into::into),
+                }
+                .encode();
                 self.push(&line).await?;
             }
         }
@@ -267,27 +314,31 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     async fn subscribe(
         &mut self,
         room: RoomName,
-        since: Option<u64>,
-        epoch: Option<String>,
+        start: Start,
         reference: Option<String>,
         lagged: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<(), Gone> {
         let broker = &self.shared.broker;
-        let head = match broker.history(&room, 0, 0).await {
-            Ok(h) => h,
-            Err(err) => return self.subscribe_failed(&room, reference, err).await,
-        };
+        let Start {
+            head,
+            store_epoch,
+            since,
+            epoch,
+        } = start;
         let (start, recovered, replay) = match since {
-            None => (head.head, true, Vec::new()),
+            None => (head, true, Vec::new()),
             Some(n) => {
-                let same_epoch = epoch.as_deref().is_none_or(|e| e == &*head.epoch);
+                let same_epoch = epoch.as_deref().is_none_or(|e| e == &*store_epoch);
                 // A since from another history means nothing here: replay all that is retained.
-                let from = if same_epoch && n <= head.head { n } else { 0 };
+                let from = if same_epoch && n <= head { n } else { 0 };
                 let mut replay = Vec::new();
                 let mut cursor = from;
-                let mut recovered = same_epoch && n <= head.head;
+                let mut recovered = same_epoch && n <= head;
                 loop {
-                    let page = match broker.history(&room, cursor, self.shared.config.catch_up_page).await {
+                    let page = match broker
+                        .history(&room, cursor, self.shared.config.catch_up_page)
+                        .await
+                    {
                         Ok(p) => p,
                         Err(err) => return self.subscribe_failed(&room, reference, err).await,
                     };
@@ -309,29 +360,47 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         let line = ServerFrame::Subscribed {
             room: room.as_str().into(),
             reference: reference.map(Into::into),
-            seq: head.head,
-            epoch: (&*head.epoch).into(),
+            seq: head,
+            epoch: (&*store_epoch).into(),
             recovered,
             replayed: replay.len() as u64,
         }
         .encode();
         self.push(&line).await?;
-        self.shared.stats.replayed.fetch_add(replay.len() as u64, Ordering::Relaxed);
+        self.shared
+            .stats
+            .replayed
+            .fetch_add(replay.len() as u64, Ordering::Relaxed);
         for msg in &replay {
-            self.push(&encode_msg(room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data)).await?;
+            self.push(&encode_msg(
+                room.as_str(),
+                msg.seq,
+                &msg.from,
+                msg.ts,
+                &msg.data,
+            ))
+            .await?;
         }
-        let start = if since.is_some() { start } else { head.head };
         self.state.cursors.insert(room, start, lagged);
         self.flush().await
     }
 
     /// The store could not be read: undo the subscription and say so.
-    async fn subscribe_failed(&mut self, room: &RoomName, reference: Option<String>, err: BrokerError) -> Result<(), Gone> {
+    async fn subscribe_failed(
+        &mut self,
+        room: &RoomName,
+        reference: Option<String>,
+        err: BrokerError,
+    ) -> Result<(), Gone> {
         debug!(error = %err, room = %room, "subscribe: store unavailable");
         let session = self.session;
         if lock(&session.subs).remove(room).is_some() {
             self.shared.rooms.leave(room, &session.conn);
-            let _ = self.shared.broker.leave(room, &session.user, &session.conn).await;
+            let _ = self
+                .shared
+                .broker
+                .leave(room, &session.user, &session.conn)
+                .await;
         }
         let line = ServerFrame::Error {
             reference: reference.map(Into::into),
@@ -364,7 +433,9 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         self.shared.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
         let page_size = self.shared.config.catch_up_page;
         loop {
-            let Some(cursor) = self.state.cursors.get_mut(room) else { return Ok(None) };
+            let Some(cursor) = self.state.cursors.get_mut(room) else {
+                return Ok(None);
+            };
             // Cleared before the read: a drop after it sets it again and we go round.
             cursor.lagged.store(false, Ordering::Release);
             let since = cursor.last;
@@ -380,11 +451,17 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             };
             if !page.recovered {
                 debug!(room = %room, since, "fell behind the retained history: closing with 4008");
-                self.shared.stats.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .slow_consumer_closes
+                    .fetch_add(1, Ordering::Relaxed);
                 return self.close(CloseCode::SlowConsumer).await.map(Some);
             }
             let full = page.messages.len() == page_size;
-            self.shared.stats.replayed.fetch_add(page.messages.len() as u64, Ordering::Relaxed);
+            self.shared
+                .stats
+                .replayed
+                .fetch_add(page.messages.len() as u64, Ordering::Relaxed);
             for msg in &page.messages {
                 let line: Bytes = encode_msg(room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data);
                 self.push(&line).await?;
@@ -393,7 +470,9 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 }
             }
             self.flush().await?;
-            let Some(cursor) = self.state.cursors.get_mut(room) else { return Ok(None) };
+            let Some(cursor) = self.state.cursors.get_mut(room) else {
+                return Ok(None);
+            };
             if !full && !cursor.lagged.load(Ordering::Acquire) {
                 return Ok(None);
             }
