@@ -53,7 +53,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Retained messages of `room` with `seq > since`, oldest first, at most `limit`,
     /// with the room's latest seq, the store's epoch and whether nothing after `since`
     /// has been lost. `since` greater than the latest seq is not recovered.
-    async fn history(&self, room: &RoomName, since: u64, limit: usize) -> Result<History, BrokerError>;
+    async fn history(
+        &self,
+        room: &RoomName,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, BrokerError>;
 
     /// The live feed of a room, from now on.
     async fn live(&self, room: &RoomName) -> Result<LiveFeed, BrokerError>;

@@ -18,7 +18,10 @@ use switchyard_protocol::frame::Member;
 use switchyard_protocol::{RoomName, UserId};
 use tokio::sync::broadcast;
 
-use crate::{Broker, BrokerError, Control, ControlFeed, History, LiveEvent, LiveFeed, Message, Publish, Stored};
+use crate::{
+    Broker, BrokerError, Control, ControlFeed, History, LiveEvent, LiveFeed, Message, Publish,
+    Stored,
+};
 use dedupe::Dedupe;
 use presence::PresenceTable;
 
@@ -85,7 +88,10 @@ impl RoomLog {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn now_secs() -> u64 {
@@ -151,7 +157,10 @@ impl Broker for MemoryBroker {
         // concurrent retries of one message cannot both store it.
         if let Some(id) = &msg.msg_id {
             if let Some(stored) = lock(&self.dedupe).get(&msg.room, id) {
-                return Ok(Stored { duplicate: true, ..stored });
+                return Ok(Stored {
+                    duplicate: true,
+                    ..stored
+                });
             }
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +178,11 @@ impl Broker for MemoryBroker {
         let now = Instant::now();
         log.entries.push_back((now, message.clone()));
         log.evict(self.config.history_size, self.config.history_ttl, now);
-        let stored = Stored { seq, ts, duplicate: false };
+        let stored = Stored {
+            seq,
+            ts,
+            duplicate: false,
+        };
         if let Some(id) = msg.msg_id {
             lock(&self.dedupe).insert(&msg.room, id, stored);
         }
@@ -193,12 +206,29 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn history(&self, room: &RoomName, since: u64, limit: usize) -> Result<History, BrokerError> {
+    async fn history(
+        &self,
+        room: &RoomName,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, BrokerError> {
         let room = self.room(room);
         let mut log = lock(&room.state);
-        log.evict(self.config.history_size, self.config.history_ttl, Instant::now());
-        let start = log.entries.partition_point(|(_, m)| m.seq.unwrap_or(0) <= since);
-        let messages = log.entries.iter().skip(start).take(limit).map(|(_, m)| m.clone()).collect();
+        log.evict(
+            self.config.history_size,
+            self.config.history_ttl,
+            Instant::now(),
+        );
+        let start = log
+            .entries
+            .partition_point(|(_, m)| m.seq.unwrap_or(0) <= since);
+        let messages = log
+            .entries
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect();
         Ok(History {
             head: log.head,
             epoch: self.epoch.clone(),
@@ -221,14 +251,20 @@ impl Broker for MemoryBroker {
 
     async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
         if lock(&self.presence).join(room, user, conn) {
-            let _ = self.room(room).live.send(LiveEvent::Join { room: room.clone(), user: user.clone() });
+            let _ = self.room(room).live.send(LiveEvent::Join {
+                room: room.clone(),
+                user: user.clone(),
+            });
         }
         Ok(())
     }
 
     async fn leave(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
         if lock(&self.presence).leave(room, user, conn) {
-            let _ = self.room(room).live.send(LiveEvent::Leave { room: room.clone(), user: user.clone() });
+            let _ = self.room(room).live.send(LiveEvent::Leave {
+                room: room.clone(),
+                user: user.clone(),
+            });
         }
         Ok(())
     }
@@ -267,6 +303,9 @@ impl Broker for MemoryBroker {
 
     async fn revoked_before(&self, user: &UserId) -> Result<Option<u64>, BrokerError> {
         let now = now_secs();
-        Ok(lock(&self.revoked).get(user).copied().filter(|until| *until > now))
+        Ok(lock(&self.revoked)
+            .get(user)
+            .copied()
+            .filter(|until| *until > now))
     }
 }

@@ -46,8 +46,14 @@ pub struct Message {
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
     Msg(Arc<Message>),
-    Join { room: RoomName, user: UserId },
-    Leave { room: RoomName, user: UserId },
+    Join {
+        room: RoomName,
+        user: UserId,
+    },
+    Leave {
+        room: RoomName,
+        user: UserId,
+    },
     /// The feed dropped events: every reader must check the room against the store.
     Lagged,
 }

@@ -30,7 +30,10 @@ fn msg(room_name: &str, data: &str, id: Option<&str>) -> Publish {
 
 async fn next_msg(feed: &mut switchyard_broker::LiveFeed) -> Arc<switchyard_broker::Message> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), feed.next()).await.expect("feed timed out") {
+        match tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .expect("feed timed out")
+        {
             Some(LiveEvent::Msg(m)) => return m,
             Some(_) => continue,
             None => panic!("feed ended"),
@@ -58,7 +61,10 @@ macro_rules! conformance {
                 assert_eq!(h.head, a2.seq);
                 assert!(h.recovered);
                 let seqs: Vec<_> = h.messages.iter().map(|m| (m.seq, m.prev)).collect();
-                assert_eq!(seqs, vec![(Some(a1.seq), Some(0)), (Some(a2.seq), Some(a1.seq))]);
+                assert_eq!(
+                    seqs,
+                    vec![(Some(a1.seq), Some(0)), (Some(a2.seq), Some(a1.seq))]
+                );
                 assert_eq!(&h.messages[1].data[..], b"2");
             }
 
@@ -70,13 +76,22 @@ macro_rules! conformance {
                     seqs.push(b.publish(msg("r", &i.to_string(), None)).await.unwrap().seq);
                 }
                 let h = b.history(&room("r"), seqs[1], 2).await.unwrap();
-                assert_eq!(h.messages.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(), &seqs[2..4]);
+                assert_eq!(
+                    h.messages
+                        .iter()
+                        .map(|m| m.seq.unwrap())
+                        .collect::<Vec<_>>(),
+                    &seqs[2..4]
+                );
                 assert!(h.recovered);
                 let past_head = b.history(&room("r"), seqs[4] + 100, 10).await.unwrap();
                 assert!(!past_head.recovered);
                 assert!(past_head.messages.is_empty());
                 let empty = b.history(&room("never"), 0, 10).await.unwrap();
-                assert_eq!((empty.head, empty.recovered, empty.messages.len()), (0, true, 0));
+                assert_eq!(
+                    (empty.head, empty.recovered, empty.messages.len()),
+                    (0, true, 0)
+                );
             }
 
             #[tokio::test]
@@ -89,7 +104,10 @@ macro_rules! conformance {
                 assert_eq!(first.seq, again.seq);
                 let other = b.publish(msg("r", "1", Some("c1:8"))).await.unwrap();
                 assert_ne!(other.seq, first.seq);
-                assert_eq!(b.history(&room("r"), 0, 10).await.unwrap().messages.len(), 2);
+                assert_eq!(
+                    b.history(&room("r"), 0, 10).await.unwrap().messages.len(),
+                    2
+                );
             }
 
             #[tokio::test]
@@ -122,7 +140,11 @@ macro_rules! conformance {
                 b.leave(&r, &user("bob"), "c2").await.unwrap();
                 let mut events = Vec::new();
                 while events.len() < 3 {
-                    match tokio::time::timeout(Duration::from_secs(5), feed.next()).await.unwrap().unwrap() {
+                    match tokio::time::timeout(Duration::from_secs(5), feed.next())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                    {
                         LiveEvent::Join { user, .. } => events.push(format!("join {user}")),
                         LiveEvent::Leave { user, .. } => events.push(format!("leave {user}")),
                         _ => {}
@@ -141,9 +163,15 @@ macro_rules! conformance {
                     .unwrap()
                     .as_secs()
                     + 60;
-                let event = Control::Disconnect { user: user("eve"), until: Some(until) };
+                let event = Control::Disconnect {
+                    user: user("eve"),
+                    until: Some(until),
+                };
                 b.control(event.clone()).await.unwrap();
-                let got = tokio::time::timeout(Duration::from_secs(5), feed.next()).await.unwrap().unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(5), feed.next())
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(got, event);
                 assert_eq!(b.revoked_before(&user("eve")).await.unwrap(), Some(until));
                 assert_eq!(b.revoked_before(&user("bob")).await.unwrap(), None);
@@ -156,7 +184,10 @@ conformance!(memory, Arc::new(MemoryBroker::new(MemoryConfig::default())));
 
 #[tokio::test]
 async fn memory_history_is_bounded_and_says_when_it_lost_messages() {
-    let b = MemoryBroker::new(MemoryConfig { history_size: 3, ..MemoryConfig::default() });
+    let b = MemoryBroker::new(MemoryConfig {
+        history_size: 3,
+        ..MemoryConfig::default()
+    });
     let mut seqs = Vec::new();
     for i in 0..5 {
         seqs.push(b.publish(msg("r", &i.to_string(), None)).await.unwrap().seq);

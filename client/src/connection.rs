@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, trace};
 
-pub use handshake::{ConnectError, Phase};
 pub(crate) use handshake::{append_query, Target};
+pub use handshake::{ConnectError, Phase};
 pub use options::{
     ConnectOptions, TlsTrust, TokenVia, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_UPGRADE_TIMEOUT,
@@ -42,7 +42,10 @@ const OUTBOX_CAPACITY: usize = 64;
 pub enum Incoming {
     Frame(ServerFrame<'static>),
     /// The server's close frame; `code` is `None` when it carried no code.
-    Closed { code: Option<u16>, reason: String },
+    Closed {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 /// One piece of server output, as bytes.
@@ -50,7 +53,10 @@ pub enum Incoming {
 pub enum RawIncoming {
     /// One newline-delimited piece of a text frame, byte for byte.
     Piece(Bytes),
-    Closed { code: Option<u16>, reason: String },
+    Closed {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,9 +225,8 @@ impl Connection {
                 None => return Err(RecvError::Closed),
                 Some(ReadItem::Text(payload)) => {
                     // Slices of one shared buffer, no copy per piece.
-                    self.pending.extend(
-                        split_pieces(&payload).map(|piece| payload.slice_ref(piece)),
-                    );
+                    self.pending
+                        .extend(split_pieces(&payload).map(|piece| payload.slice_ref(piece)));
                 }
                 Some(ReadItem::Binary(payload)) => {
                     return Err(RecvError::UnexpectedBinary(payload));
@@ -329,7 +334,8 @@ async fn read_loop(
                 OpCode::Binary => ReadItem::Binary(Bytes::from(Vec::from(frame.payload))),
                 OpCode::Close => {
                     let payload = &frame.payload[..];
-                    let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    let code =
+                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
                     let reason = payload
                         .get(2..)
                         .map(|r| String::from_utf8_lossy(r).into_owned())

@@ -86,13 +86,18 @@ impl Api {
         self.request(Method::POST, path, Some(body.to_vec())).await
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ApiResponse {
+    /// A bare TLS connection to the stack, for tests that speak below HTTP.
+    pub async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("tcp connect");
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let name = ServerName::try_from("localhost").expect("valid name");
-        let tls = connector.connect(name, tcp).await.expect("tls handshake");
+        connector.connect(name, tcp).await.expect("tls handshake")
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ApiResponse {
+        let tls = self.raw_tls().await;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .expect("http handshake");

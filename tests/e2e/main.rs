@@ -5,7 +5,7 @@
 // mod auth;
 // mod client;
 // mod drain;
-// mod limits;
+mod limits;
 // mod resume;
 mod session;
 // mod slow_consumer;

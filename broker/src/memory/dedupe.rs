@@ -19,7 +19,11 @@ pub(super) struct Dedupe {
 
 impl Dedupe {
     pub(super) fn new(window: Duration) -> Dedupe {
-        Dedupe { window, seen: HashMap::new(), order: VecDeque::new() }
+        Dedupe {
+            window,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     pub(super) fn get(&mut self, room: &RoomName, id: &str) -> Option<Stored> {

@@ -13,14 +13,23 @@ pub(super) struct PresenceTable {
 impl PresenceTable {
     /// Returns true when this is the user's first connection in the room.
     pub(super) fn join(&mut self, room: &RoomName, user: &UserId, conn: &str) -> bool {
-        let conns = self.rooms.entry(room.clone()).or_default().entry(user.clone()).or_default();
+        let conns = self
+            .rooms
+            .entry(room.clone())
+            .or_default()
+            .entry(user.clone())
+            .or_default();
         conns.insert(conn.to_string()) && conns.len() == 1
     }
 
     /// Returns true when this was the user's last connection in the room.
     pub(super) fn leave(&mut self, room: &RoomName, user: &UserId, conn: &str) -> bool {
-        let Some(users) = self.rooms.get_mut(room) else { return false };
-        let Some(conns) = users.get_mut(user) else { return false };
+        let Some(users) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let Some(conns) = users.get_mut(user) else {
+            return false;
+        };
         if !conns.remove(conn) || !conns.is_empty() {
             return false;
         }
@@ -37,7 +46,10 @@ impl PresenceTable {
             .map(|users| {
                 users
                     .iter()
-                    .map(|(user, conns)| Member { user: user.to_string(), conns: conns.len() as u32 })
+                    .map(|(user, conns)| Member {
+                        user: user.to_string(),
+                        conns: conns.len() as u32,
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -263,7 +263,9 @@ mod tests {
     #[test]
     fn replay_after_since_is_not_taken_for_duplicates() {
         let mut rooms = Rooms::default();
-        let sub = rooms.want(room("lobby"), Some(41), Some("e1".into()), true).unwrap();
+        let sub = rooms
+            .want(room("lobby"), Some(41), Some("e1".into()), true)
+            .unwrap();
         assert_eq!(since_of(&sub), (Some(41), Some("e1".into())));
         rooms.on_subscribed("lobby", 57, "e1");
         assert_eq!(rooms.last_seq("lobby"), Some(41));

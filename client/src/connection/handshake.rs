@@ -51,7 +51,8 @@ pub enum ConnectError {
         status: u16,
         /// The `{"error","message"}` body, when it was one.
         body: Option<HttpError>,
-        headers: HeaderMap,
+        /// Boxed to keep the error small; `Retry-After` is read by [`ConnectError::retry_after`].
+        headers: Box<HeaderMap>,
     },
     /// A `101` that breaks RFC 6455 (bad accept key, a subprotocol not offered).
     #[error("bad upgrade answer: {0}")]
@@ -160,11 +161,12 @@ pub(crate) fn encode_query_value(value: &str) -> String {
 
 /// Appends `name=value` to a `/path?query`.
 pub(crate) fn append_query(path_and_query: &str, name: &str, value: &str) -> String {
-    let sep = if path_and_query.contains('?') { '&' } else { '?' };
-    format!(
-        "{path_and_query}{sep}{name}={}",
-        encode_query_value(value)
-    )
+    let sep = if path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    format!("{path_and_query}{sep}{name}={}", encode_query_value(value))
 }
 
 /// The upgrade request, and the subprotocols it offers.
@@ -245,7 +247,9 @@ pub(crate) fn tls_config(trust: &TlsTrust) -> Result<Arc<rustls::ClientConfig>, 
             .map_err(|e| ConnectError::TlsConfig(e.to_string()))?,
     };
     if certs.is_empty() && roots.is_empty() {
-        return Err(ConnectError::TlsConfig("no CA certificate in the PEM".into()));
+        return Err(ConnectError::TlsConfig(
+            "no CA certificate in the PEM".into(),
+        ));
     }
     for cert in certs {
         roots
@@ -340,17 +344,14 @@ pub(crate) async fn upgrade(
         return Err(ConnectError::Http {
             status: status.as_u16(),
             body,
-            headers,
+            headers: Box::new(headers),
         });
     }
     let has = |name: header::HeaderName, want: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(want))
-            })
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
     };
     if !has(header::UPGRADE, "websocket") {
         return Err(ConnectError::BadHandshake("Upgrade is not websocket"));
@@ -362,14 +363,18 @@ pub(crate) async fn upgrade(
         .get(header::SEC_WEBSOCKET_ACCEPT)
         .and_then(|v| v.to_str().ok());
     if accept != Some(accept_key(key).as_str()) {
-        return Err(ConnectError::BadHandshake("Sec-WebSocket-Accept does not match"));
+        return Err(ConnectError::BadHandshake(
+            "Sec-WebSocket-Accept does not match",
+        ));
     }
     let subprotocol = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .map(|v| v.to_str().unwrap_or_default().trim().to_string());
     if let Some(chosen) = &subprotocol {
         if !offered.iter().any(|o| o == chosen) {
-            return Err(ConnectError::BadHandshake("server chose a subprotocol not offered"));
+            return Err(ConnectError::BadHandshake(
+                "server chose a subprotocol not offered",
+            ));
         }
     }
     let upgraded = hyper::upgrade::on(&mut response).await?;
@@ -406,7 +411,7 @@ mod tests {
         // RFC 6455 §1.3.
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiXxaWoSkGDuJO0+xOo4s="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 

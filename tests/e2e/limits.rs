@@ -1,0 +1,273 @@
+//! Limits and liveness (PROTOCOL §4): rate limits, strikes, frame size, connection cap,
+//! token expiry, heartbeats and dead peers.
+
+use std::time::Duration;
+
+use switchyard_protocol::frame::ServerFrame;
+use switchyard_testkit::{expect, now, Stack};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{next_error, ping, publish, send};
+
+#[tokio::test]
+async fn publishing_past_the_rate_is_rate_limited_without_closing() {
+    let stack = Stack::start_with(|o| {
+        o.worker.publish_rate = 1;
+        o.worker.publish_burst = 2;
+    })
+    .await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &["r"])).await;
+    publish(&mut conn, "r", "1", "a").await;
+    publish(&mut conn, "r", "2", "b").await;
+    send(&conn, r#"{"op":"pub","room":"r","data":3,"ref":"c"}"#).await;
+    assert_eq!(
+        next_error(&mut conn).await,
+        ("rate_limited".into(), Some("c".into()), Some("r".into()))
+    );
+    ping(&mut conn, "open").await;
+}
+
+#[tokio::test]
+async fn repeated_bad_frames_close_with_1008() {
+    let stack = Stack::start_with(|o| o.worker.max_strikes = 3).await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &[])).await;
+    for _ in 0..4 {
+        send(&conn, "garbage").await;
+    }
+    assert_eq!(expect::closed(&mut conn).await, Some(1008));
+}
+
+#[tokio::test]
+async fn frames_at_the_limit_pass_and_over_it_close_with_1009() {
+    let stack = Stack::start_with(|o| o.worker.max_frame_bytes = 1024).await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &["r"])).await;
+    let prefix = r#"{"op":"pub","room":"r","ref":"big","data":""#;
+    let at_limit = format!("{prefix}{}\"}}", "x".repeat(1024 - prefix.len() - 2));
+    assert_eq!(at_limit.len(), 1024);
+    send(&conn, &at_limit).await;
+    expect::until(&mut conn, |f| {
+        matches!(f, ServerFrame::Ack { .. }).then_some(())
+    })
+    .await;
+    let over = format!("{prefix}{}\"}}", "x".repeat(1025 - prefix.len() - 2));
+    send(&conn, &over).await;
+    assert_eq!(expect::closed(&mut conn).await, Some(1009));
+}
+
+#[tokio::test]
+async fn fragmented_messages_count_against_the_frame_limit() {
+    use fastwebsockets::{Frame, OpCode, Payload};
+    let stack = Stack::start_with(|o| o.worker.max_frame_bytes = 1024).await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &[])).await;
+    // A ping split in two fragments, with a control frame between them, is one message.
+    let first = Frame::new(
+        false,
+        OpCode::Text,
+        None,
+        Payload::Owned(br#"{"op":"pi"#.to_vec()),
+    );
+    conn.send_raw_frame(first).await.unwrap();
+    conn.send_raw_frame(Frame::new(
+        true,
+        OpCode::Ping,
+        None,
+        Payload::Owned(b"x".to_vec()),
+    ))
+    .await
+    .unwrap();
+    let last = Frame::new(
+        true,
+        OpCode::Continuation,
+        None,
+        Payload::Owned(br#"ng","ref":"frag"}"#.to_vec()),
+    );
+    conn.send_raw_frame(last).await.unwrap();
+    expect::until(&mut conn, |f| {
+        matches!(f, ServerFrame::Pong { reference: Some(r) } if r == "frag").then_some(())
+    })
+    .await;
+    // Many small fragments adding up past the limit close with 1009.
+    conn.send_raw_frame(Frame::new(
+        false,
+        OpCode::Text,
+        None,
+        Payload::Owned(vec![b' '; 600]),
+    ))
+    .await
+    .unwrap();
+    conn.send_raw_frame(Frame::new(
+        false,
+        OpCode::Continuation,
+        None,
+        Payload::Owned(vec![b' '; 600]),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(expect::closed(&mut conn).await, Some(1009));
+}
+
+#[tokio::test]
+async fn a_full_mesh_answers_503_no_worker_with_retry_after() {
+    let stack = Stack::start_with(|o| o.worker.max_connections = 1).await;
+    let token = stack.token("alice", &[], &[]);
+    let (mut first, _) = stack.connect(&token).await;
+    let refused = switchyard_client::Connection::connect(&stack.options("/ws", &token)).await;
+    let Err(err @ switchyard_client::ConnectError::Http { status: 503, .. }) = refused else {
+        panic!("expected 503, got {:?}", refused.map(|_| ()))
+    };
+    assert!(err.retry_after().is_some());
+    ping(&mut first, "first-still-open").await;
+}
+
+/// The worker's internal listener: only signed hand-offs, and 1013 past capacity (a
+/// gateway's view of the load can be a moment old).
+#[tokio::test]
+async fn a_worker_refuses_unsigned_hand_offs_and_closes_past_capacity_with_1013() {
+    use std::sync::Arc;
+
+    use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
+    use switchyard_client::{ConnectError, ConnectOptions, Connection};
+    use switchyard_protocol::{Identity, Scope, UserId};
+    use switchyard_worker::{Worker, WorkerConfig};
+
+    let config = WorkerConfig {
+        max_connections: 1,
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::start(
+        config,
+        Arc::new(MemoryBroker::new(MemoryConfig::default())),
+        None,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let secret: Arc<[u8]> = Arc::from(&b"internal secret"[..]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(switchyard_worker::listener::run(
+        worker.clone(),
+        listener,
+        secret.clone(),
+        stop.clone(),
+    ));
+
+    let unsigned = Connection::connect(&ConnectOptions::new(&url)).await;
+    assert!(
+        matches!(unsigned, Err(ConnectError::Http { status: 403, .. })),
+        "{:?}",
+        unsigned.map(|_| ())
+    );
+    let identity = Identity {
+        user: UserId::parse("alice").unwrap(),
+        scope: Scope::default(),
+        exp: now() + 60.0,
+        iat: None,
+        resume_conn: None,
+        resume_token: None,
+        traceparent: None,
+        subprotocol: false,
+    };
+    let signed = |key: &[u8]| {
+        let (payload, sig) = identity.sign(key, (now() * 1000.0) as u64);
+        ConnectOptions::new(&url)
+            .header("sy-identity", payload)
+            .header("sy-identity-sig", sig)
+    };
+    let forged = Connection::connect(&signed(b"wrong secret")).await;
+    assert!(matches!(
+        forged,
+        Err(ConnectError::Http { status: 403, .. })
+    ));
+    let mut first = Connection::connect(&signed(&secret)).await.unwrap();
+    expect::welcome(&mut first).await;
+    let mut second = Connection::connect(&signed(&secret)).await.unwrap();
+    assert_eq!(expect::closed(&mut second).await, Some(1013));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn refresh_required_comes_before_expiry_then_1008() {
+    let stack = Stack::start_with(|o| o.worker.leeway_ms = Duration::from_millis(100)).await;
+    let token = stack.sign(&serde_json::json!({"sub": "alice", "exp": now() + 2.0}));
+    let (mut conn, _) = stack.connect(&token).await;
+    let left = expect::until(&mut conn, |f| match f {
+        ServerFrame::RefreshRequired { expires_in_ms } => Some(*expires_in_ms),
+        _ => None,
+    })
+    .await;
+    assert!(
+        left <= 1100,
+        "notice at half the token's life, got {left} ms left"
+    );
+    assert_eq!(expect::closed(&mut conn).await, Some(1008));
+}
+
+#[tokio::test]
+async fn a_refreshed_token_keeps_the_connection() {
+    let stack = Stack::start_with(|o| o.worker.leeway_ms = Duration::from_millis(100)).await;
+    let token = stack.sign(&serde_json::json!({"sub": "alice", "exp": now() + 2.0}));
+    let (mut conn, _) = stack.connect(&token).await;
+    expect::until(&mut conn, |f| {
+        matches!(f, ServerFrame::RefreshRequired { .. }).then_some(())
+    })
+    .await;
+    let fresh = stack.token("alice", &[], &[]);
+    send(
+        &conn,
+        &format!(r#"{{"op":"refresh","token":"{fresh}","ref":"r"}}"#),
+    )
+    .await;
+    expect::until(&mut conn, |f| {
+        matches!(f, ServerFrame::Refreshed { .. }).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    ping(&mut conn, "alive").await;
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_after_two_heartbeats_and_its_session_detached() {
+    let stack = Stack::start_with(|o| {
+        o.worker.heartbeat_ms = Duration::from_millis(200);
+        o.worker.session_ttl_ms = Duration::from_millis(1500);
+    })
+    .await;
+    let token = stack.token("alice", &[], &[]);
+    let mut tls = stack.api().raw_tls().await;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = tls.read(&mut head).await.unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // Never answer a ping: the server must give up on us.
+    let started = std::time::Instant::now();
+    let mut sink = vec![0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut sink)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("server kept a silent peer for 5 s"),
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "dropped after {:?}",
+        started.elapsed()
+    );
+    let worker = &stack.dev.workers[0];
+    assert_eq!(worker.sessions(), 1, "the session is detached, not ended");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        worker.sessions(),
+        0,
+        "a detached session ends after session_ttl"
+    );
+}
