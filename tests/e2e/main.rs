@@ -6,9 +6,9 @@
 // mod client;
 // mod drain;
 mod limits;
-// mod resume;
+mod resume;
 mod session;
-// mod slow_consumer;
+mod slow_consumer;
 
 use switchyard_client::Connection;
 use switchyard_protocol::frame::ServerFrame;

@@ -1,0 +1,57 @@
+//! PROTOCOL §4: a client that stops reading loses nothing stored. Its outbox fills, fan-out
+//! drops its copies and it catches up from the store at its own pace.
+
+use std::sync::atomic::Ordering;
+
+use switchyard_testkit::Stack;
+
+use crate::{next_msg, subscribe};
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_every_message_in_order_once_it_reads_again() {
+    const MESSAGES: usize = 3000;
+    let stack = Stack::start_with(|o| {
+        o.worker.outbox_capacity = 8;
+        o.memory.history_size = 10_000;
+    })
+    .await;
+    let (mut slow, _) = stack.connect(&stack.token("slow", &["feed"], &[])).await;
+    subscribe(&mut slow, "feed").await;
+    let api = stack.api();
+    let payload = format!("\"{}\"", "x".repeat(10_000));
+    let mut seqs = Vec::with_capacity(MESSAGES);
+    for _ in 0..MESSAGES {
+        let body: serde_json::Value =
+            serde_json::json!({"room": "feed", "data": serde_json::from_str::<serde_json::Value>(&payload).unwrap()});
+        let res = api.post("/api/v1/publish", &body).await;
+        assert_eq!(res.status, 200);
+        seqs.push(res.json()["seq"].as_u64().unwrap());
+    }
+    let worker = &stack.dev.workers[0];
+    assert!(worker.stats().slow_consumer_drops.load(Ordering::Relaxed) > 0, "the outbox never filled: the test proves nothing");
+    let mut got = Vec::with_capacity(MESSAGES);
+    while got.len() < MESSAGES {
+        let (seq, _, data) = next_msg(&mut slow, "feed").await;
+        assert_eq!(data, payload);
+        got.push(seq.unwrap());
+    }
+    assert_eq!(got, seqs, "every message, in order, exactly once");
+    assert!(worker.stats().catch_ups.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_retained_history_is_closed_with_4008() {
+    let stack = Stack::start_with(|o| {
+        o.worker.outbox_capacity = 4;
+        o.memory.history_size = 50;
+    })
+    .await;
+    let (mut slow, _) = stack.connect(&stack.token("slow", &["feed"], &[])).await;
+    subscribe(&mut slow, "feed").await;
+    let api = stack.api();
+    let big = "y".repeat(20_000);
+    for _ in 0..400 {
+        assert_eq!(api.post("/api/v1/publish", &serde_json::json!({"room": "feed", "data": big})).await.status, 200);
+    }
+    assert_eq!(switchyard_testkit::expect::closed(&mut slow).await, Some(4008));
+}
