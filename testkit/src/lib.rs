@@ -6,9 +6,11 @@
 //!   [`Stack::connect`] opens a real `wss://` connection and reads its `welcome`;
 //!   [`Stack::api`] calls the HTTP API over TLS.
 //! - [`expect`] holds small waiting helpers over a [`Connection`].
+//! - [`proxy::Proxy`] sits between a client and a stack and cuts sockets on demand.
 
 pub mod api;
 pub mod expect;
+pub mod proxy;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,10 +44,15 @@ impl Stack {
         Stack { dev, _dir: dir }
     }
 
-    /// `wss://127.0.0.1:PORT` followed by `path`.
+    /// `wss://localhost:PORT` followed by `path`.
     pub fn url(&self, path: &str) -> String {
+        self.url_via(self.dev.addr, path)
+    }
+
+    /// The URL of `path` reached through another address (a [`proxy::Proxy`]).
+    pub fn url_via(&self, addr: std::net::SocketAddr, path: &str) -> String {
         let scheme = if self.dev.plain { "ws" } else { "wss" };
-        format!("{scheme}://localhost:{}{path}", self.dev.addr.port())
+        format!("{scheme}://localhost:{}{path}", addr.port())
     }
 
     /// A token for `user` with these scope patterns, valid for an hour.

@@ -1,10 +1,10 @@
 //! End-to-end tests through the real stack over real sockets: a TLS WebSocket client →
 //! gateway → worker on the memory engine. One binary, many modules, to keep link time low.
 
-// mod api;
-// mod auth;
-// mod client;
-// mod drain;
+mod api;
+mod auth;
+mod client;
+mod drain;
 mod limits;
 mod resume;
 mod session;

@@ -9,14 +9,22 @@ use switchyard_testkit::{expect, Stack};
 use crate::{next_msg, publish, send, subscribe, subscribed};
 
 /// Collects `n` distinct seqs of a room, dropping repeats as a client must (PROTOCOL §3).
-async fn collect(conn: &mut switchyard_client::Connection, room: &str, after: u64, n: usize) -> Vec<u64> {
+async fn collect(
+    conn: &mut switchyard_client::Connection,
+    room: &str,
+    after: u64,
+    n: usize,
+) -> Vec<u64> {
     let mut seen = BTreeSet::new();
     let mut order = Vec::new();
     while order.len() < n {
         let (seq, ..) = next_msg(conn, room).await;
         let seq = seq.expect("stored messages have a seq");
         if seq > after && seen.insert(seq) {
-            assert!(order.last().is_none_or(|last| *last < seq), "out of order: {order:?} then {seq}");
+            assert!(
+                order.last().is_none_or(|last| *last < seq),
+                "out of order: {order:?} then {seq}"
+            );
             order.push(seq);
         }
     }
@@ -43,7 +51,10 @@ async fn a_detached_session_resumes_with_its_subscriptions_and_everything_missed
     assert_eq!(collect(&mut again, "lobby", first, 5).await, missed);
     // Still subscribed: live messages keep coming without a new sub.
     let live = publish(&mut bob, "lobby", "9", "live").await;
-    assert_eq!(collect(&mut again, "lobby", *missed.last().unwrap(), 1).await, vec![live]);
+    assert_eq!(
+        collect(&mut again, "lobby", *missed.last().unwrap(), 1).await,
+        vec![live]
+    );
     send(&again, r#"{"op":"sub","room":"lobby","ref":"x"}"#).await;
     let code = expect::until(&mut again, |f| match f {
         ServerFrame::Error { code, .. } => Some(*code),
@@ -93,8 +104,18 @@ async fn a_fresh_session_replays_from_since_with_no_gap_and_no_duplicate() {
     }
     let (mut alice, _) = stack.connect(&stack.token("alice", &["lobby"], &[])).await;
     let epoch = stack.dev.broker.epoch().to_string();
-    send(&alice, &format!(r#"{{"op":"sub","room":"lobby","since":{},"epoch":"{epoch}"}}"#, seqs[3])).await;
-    assert_eq!(subscribed(&mut alice, "lobby").await, (seqs[9], epoch, true, 6));
+    send(
+        &alice,
+        &format!(
+            r#"{{"op":"sub","room":"lobby","since":{},"epoch":"{epoch}"}}"#,
+            seqs[3]
+        ),
+    )
+    .await;
+    assert_eq!(
+        subscribed(&mut alice, "lobby").await,
+        (seqs[9], epoch, true, 6)
+    );
     let mut got = Vec::new();
     for _ in 0..6 {
         got.push(next_msg(&mut alice, "lobby").await.0.unwrap());
@@ -132,21 +153,49 @@ async fn recovered_is_false_when_history_is_gone_or_the_epoch_or_seq_is_foreign(
     let token = stack.token("alice", &["r"], &[]);
     // History after seqs[0] was partly dropped: what is retained is replayed.
     let (mut a, _) = stack.connect(&token).await;
-    send(&a, &format!(r#"{{"op":"sub","room":"r","since":{},"epoch":"{epoch}"}}"#, seqs[0])).await;
-    assert_eq!(subscribed(&mut a, "r").await, (seqs[5], epoch.clone(), false, 3));
+    send(
+        &a,
+        &format!(
+            r#"{{"op":"sub","room":"r","since":{},"epoch":"{epoch}"}}"#,
+            seqs[0]
+        ),
+    )
+    .await;
+    assert_eq!(
+        subscribed(&mut a, "r").await,
+        (seqs[5], epoch.clone(), false, 3)
+    );
     assert_eq!(collect(&mut a, "r", 0, 3).await, seqs[3..].to_vec());
     // Another epoch: nothing of that history is known here.
     let (mut b, _) = stack.connect(&token).await;
-    send(&b, &format!(r#"{{"op":"sub","room":"r","since":{},"epoch":"other"}}"#, seqs[4])).await;
+    send(
+        &b,
+        &format!(
+            r#"{{"op":"sub","room":"r","since":{},"epoch":"other"}}"#,
+            seqs[4]
+        ),
+    )
+    .await;
     let (_, _, recovered, replayed) = subscribed(&mut b, "r").await;
     assert_eq!((recovered, replayed), (false, 3));
     // A seq past the head is from another history too.
     let (mut c, _) = stack.connect(&token).await;
-    send(&c, &format!(r#"{{"op":"sub","room":"r","since":{}}}"#, seqs[5] + 100)).await;
+    send(
+        &c,
+        &format!(r#"{{"op":"sub","room":"r","since":{}}}"#, seqs[5] + 100),
+    )
+    .await;
     assert!(!subscribed(&mut c, "r").await.2);
     // Within what is retained, all is well.
     let (mut d, _) = stack.connect(&token).await;
-    send(&d, &format!(r#"{{"op":"sub","room":"r","since":{},"epoch":"{epoch}"}}"#, seqs[3])).await;
+    send(
+        &d,
+        &format!(
+            r#"{{"op":"sub","room":"r","since":{},"epoch":"{epoch}"}}"#,
+            seqs[3]
+        ),
+    )
+    .await;
     assert_eq!(subscribed(&mut d, "r").await, (seqs[5], epoch, true, 2));
 }
 
@@ -164,12 +213,17 @@ async fn another_users_token_or_a_forged_resume_token_gets_a_fresh_session() {
     assert_ne!(fresh.conn, welcome.conn);
     assert_eq!(fresh.user, "mallory");
     // Alice's own token with a forged resume token is no better.
-    let forged = format!("{}?resume_token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", welcome.resume);
+    let forged = format!(
+        "{}?resume_token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        welcome.resume
+    );
     let (_f, fresh) = stack.connect_path(&forged, &alice_token).await;
     assert!(!fresh.resumed);
     assert_ne!(fresh.conn, welcome.conn);
     // The real owner still gets the session back.
-    let (_a, resumed) = stack.connect_path(&welcome.resume_path(), &alice_token).await;
+    let (_a, resumed) = stack
+        .connect_path(&welcome.resume_path(), &alice_token)
+        .await;
     assert!(resumed.resumed);
     assert_eq!(resumed.conn, welcome.conn);
 }

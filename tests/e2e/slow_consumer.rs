@@ -21,14 +21,16 @@ async fn a_client_that_stops_reading_gets_every_message_in_order_once_it_reads_a
     let payload = format!("\"{}\"", "x".repeat(10_000));
     let mut seqs = Vec::with_capacity(MESSAGES);
     for _ in 0..MESSAGES {
-        let body: serde_json::Value =
-            serde_json::json!({"room": "feed", "data": serde_json::from_str::<serde_json::Value>(&payload).unwrap()});
+        let body: serde_json::Value = serde_json::json!({"room": "feed", "data": serde_json::from_str::<serde_json::Value>(&payload).unwrap()});
         let res = api.post("/api/v1/publish", &body).await;
         assert_eq!(res.status, 200);
         seqs.push(res.json()["seq"].as_u64().unwrap());
     }
     let worker = &stack.dev.workers[0];
-    assert!(worker.stats().slow_consumer_drops.load(Ordering::Relaxed) > 0, "the outbox never filled: the test proves nothing");
+    assert!(
+        worker.stats().slow_consumer_drops.load(Ordering::Relaxed) > 0,
+        "the outbox never filled: the test proves nothing"
+    );
     let mut got = Vec::with_capacity(MESSAGES);
     while got.len() < MESSAGES {
         let (seq, _, data) = next_msg(&mut slow, "feed").await;
@@ -51,7 +53,18 @@ async fn a_client_that_falls_behind_retained_history_is_closed_with_4008() {
     let api = stack.api();
     let big = "y".repeat(20_000);
     for _ in 0..400 {
-        assert_eq!(api.post("/api/v1/publish", &serde_json::json!({"room": "feed", "data": big})).await.status, 200);
+        assert_eq!(
+            api.post(
+                "/api/v1/publish",
+                &serde_json::json!({"room": "feed", "data": big})
+            )
+            .await
+            .status,
+            200
+        );
     }
-    assert_eq!(switchyard_testkit::expect::closed(&mut slow).await, Some(4008));
+    assert_eq!(
+        switchyard_testkit::expect::closed(&mut slow).await,
+        Some(4008)
+    );
 }
