@@ -7,11 +7,26 @@
 //!   files of [`dev_state`] (dev CA, server certificate, secrets).
 //! - [`roles`] reads the TOML of standalone `gateway` and `worker` processes.
 //! - [`token`] mints tokens for `switchyard token`, `dev` and tests.
+//! - [`config_file`] applies `SWITCHYARD__*` environment overrides to a role's TOML.
+//! - [`chat`] is a terminal client over `switchyard-client`, for trying a stack.
+//! - [`Usage`] marks errors the user fixes (bad flags or configuration): exit 64.
 //!
 //! `main.rs` parses flags, installs tracing and calls into these.
 
+pub mod chat;
+pub mod config_file;
 pub mod dev;
 pub mod dev_state;
 pub mod roles;
 pub mod token;
 pub mod wiring;
+
+/// An error in what the user gave (flags, configuration): `main` exits with 64.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Usage(#[from] pub anyhow::Error);
+
+/// Marks an error as the user's to fix.
+pub fn usage<E: Into<anyhow::Error>>(err: E) -> anyhow::Error {
+    Usage(err.into()).into()
+}

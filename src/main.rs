@@ -11,9 +11,10 @@ use switchyard::dev::{DevOptions, DevStack, DEFAULT_LISTEN, DEFAULT_STATE_DIR};
 use switchyard::dev_state::{self, DevState};
 use switchyard::roles::WorkerRoleConfig;
 use switchyard::token::{mint_hs256, parse_ttl, TokenRequest};
+use switchyard::usage;
 use switchyard::wiring::GatewayVerifier;
 use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
-use switchyard_gateway::{GatewayConfig, GatewayDeps, Verifier};
+use switchyard_gateway::{GatewayConfig, GatewayDeps, GatewaySettings, Verifier};
 use switchyard_worker::Worker;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -55,6 +56,30 @@ enum Command {
     Worker(RoleArgs),
     /// Print a signed HS256 token.
     Token(TokenArgs),
+    /// Chat in a room from the terminal: prints its messages, publishes each line typed.
+    Chat(ChatArgs),
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    /// The room to join.
+    room: String,
+    /// WebSocket URL of a gateway.
+    #[arg(
+        long,
+        default_value = "wss://localhost:8443/ws",
+        env = "SWITCHYARD_URL"
+    )]
+    url: String,
+    /// Dev state dir: its CA is trusted and its jwt.secret signs your token.
+    #[arg(long, default_value = DEFAULT_STATE_DIR, env = "SWITCHYARD_STATE_DIR")]
+    state_dir: PathBuf,
+    /// Your user id.
+    #[arg(long, default_value = "guest")]
+    user: String,
+    /// Replay the room's retained messages after this seq first (0 for all of them).
+    #[arg(long)]
+    since: Option<u64>,
 }
 
 #[derive(Args)]
@@ -136,11 +161,7 @@ fn main() -> ExitCode {
 
 /// Configuration problems exit with `EX_USAGE`.
 fn is_usage(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.is::<switchyard_worker::ConfigError>()
-            || e.is::<switchyard_gateway::config::ConfigError>()
-            || e.is::<toml::de::Error>()
-    })
+    err.chain().any(|e| e.is::<switchyard::Usage>())
 }
 
 fn install_tracing(filter: &str, format: LogFormat) {
@@ -163,6 +184,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => gateway(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Token(args) => token(args),
+        Command::Chat(args) => {
+            switchyard::chat::run(
+                &args.url,
+                &args.state_dir,
+                &args.user,
+                &args.room,
+                args.since,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -198,6 +230,13 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
         },
     )?;
     let dir = args.state_dir.display();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "switchyard".into());
+    let mut chat = format!("{exe} chat lobby --url {}", stack.url());
+    if args.state_dir != std::path::Path::new(DEFAULT_STATE_DIR) {
+        chat.push_str(&format!(" --state-dir {dir}"));
+    }
     let https = stack
         .url()
         .replacen("wss://", "https://", 1)
@@ -211,10 +250,11 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
     println!(
         "Switchyard dev: gateway + {} worker(s) on the memory engine\n\
          \n  url      {}\n  ca       {dir}/{}\n  api key  {dir}/{}\n  token    {token}\n\
-         \n(user \"dev\", may subscribe to every room and publish anywhere; valid 24h)\n\
-         \nTry it: subscribe and watch (in one terminal), publish (in another):\n\
-         \n  curl -sN {ca}-H 'Authorization: Bearer {token}' '{https}/api/v1/history/lobby'\n\
-         \n  curl -s {ca}-H \"Authorization: Bearer $(cat {dir}/{})\" -d '{{\"room\":\"lobby\",\"data\":{{\"hello\":\"world\"}}}}' {https}/api/v1/publish\n",
+         \n(the token is for user \"dev\": it may subscribe to every room and publish anywhere, for 24h)\n\
+         \nTry it: run this in two terminals, type a line in one, see it in both:\n\
+         \n  {chat} --user alice\n\
+         \nPublish from a backend through the HTTP API:\n\
+         \n  curl -s {ca}-H \"Authorization: Bearer $(cat {dir}/{})\" -d '{{\"room\":\"lobby\",\"data\":{{\"text\":\"hello from curl\"}}}}' {https}/api/v1/publish\n",
         stack.workers.len(),
         stack.url(),
         dev_state::CA_FILE,
@@ -225,8 +265,17 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
 }
 
 async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
-    let config = GatewayConfig::from_file(&args.config)?;
-    config.validate()?;
+    let text = switchyard::config_file::read_with_env(&args.config).map_err(usage)?;
+    let config = GatewayConfig::from_toml_str(&text)
+        .with_context(|| {
+            format!(
+                "{} is not a valid gateway configuration",
+                args.config.display()
+            )
+        })
+        .map_err(usage)?;
+    // Validates every key and reads every file the config names.
+    GatewaySettings::from_config(&config).map_err(usage)?;
     if args.check_config {
         println!("{}: ok", args.config.display());
         return Ok(ExitCode::SUCCESS);
@@ -249,8 +298,8 @@ async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
-    let config = WorkerRoleConfig::from_file(&args.config)?;
-    let verifier = Arc::new(Verifier::from_config(&config.auth)?);
+    let config = WorkerRoleConfig::from_file(&args.config).map_err(usage)?;
+    let verifier = Arc::new(Verifier::from_config(&config.auth).map_err(usage)?);
     if args.check_config {
         println!("{}: ok", args.config.display());
         return Ok(ExitCode::SUCCESS);

@@ -19,9 +19,9 @@ pub struct WorkerRoleConfig {
 }
 
 impl WorkerRoleConfig {
+    /// Reads the file with `SWITCHYARD__*` overrides and validates every key.
     pub fn from_file(path: &Path) -> anyhow::Result<WorkerRoleConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::config_file::read_with_env(path)?;
         let config: WorkerRoleConfig = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid worker configuration", path.display()))?;
         config.worker.validate()?;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// Longest a client may take from TCP accept to a complete upgrade request.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,9 +37,9 @@ pub struct GatewayConfig {
     /// Serve plain WebSocket without TLS. Must be explicit; only behind a TLS proxy.
     #[serde(default)]
     pub plain: bool,
-    #[serde(default = "default_handshake_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// HMAC secret shared with remote workers for the signed identity headers.
     #[serde(default)]
@@ -79,7 +79,7 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     #[serde(default)]
     pub issuer: Option<String>,
-    #[serde(default = "default_leeway", deserialize_with = "duration")]
+    #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
     /// Allowed algorithms; by default those of the configured keys.
     #[serde(default)]
@@ -462,30 +462,6 @@ pub fn read_first_line(path: &Path) -> Result<String, ConfigError> {
         source,
     })?;
     Ok(text.lines().next().unwrap_or_default().to_string())
-}
-
-/// Parses `"500ms"`, `"10s"`, `"2m"`, `"1h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (ms, s, m, h)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(format!("{text:?} has an unknown unit (ms, s, m, h)")),
-    }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

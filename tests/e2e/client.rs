@@ -28,7 +28,7 @@ async fn wait_for(
 async fn the_client_moves_to_another_worker_on_drain_and_misses_nothing() {
     let stack = Stack::start_with(|o| {
         o.workers = 2;
-        o.worker.drain_window_ms = Duration::from_millis(300);
+        o.worker.drain_window = Duration::from_millis(300);
     })
     .await;
     let token = stack.token("alice", &["feed"], &[]);

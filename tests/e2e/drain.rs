@@ -10,7 +10,7 @@ use crate::subscribe;
 
 #[tokio::test]
 async fn every_client_gets_reconnect_then_1012() {
-    let stack = Stack::start_with(|o| o.worker.drain_window_ms = Duration::from_millis(2000)).await;
+    let stack = Stack::start_with(|o| o.worker.drain_window = Duration::from_millis(2000)).await;
     let mut conns = Vec::new();
     for i in 0..5 {
         let (mut conn, _) = stack

@@ -187,7 +187,7 @@ async fn a_worker_refuses_unsigned_hand_offs_and_closes_past_capacity_with_1013(
 
 #[tokio::test]
 async fn refresh_required_comes_before_expiry_then_1008() {
-    let stack = Stack::start_with(|o| o.worker.leeway_ms = Duration::from_millis(100)).await;
+    let stack = Stack::start_with(|o| o.worker.leeway = Duration::from_millis(100)).await;
     let token = stack.sign(&serde_json::json!({"sub": "alice", "exp": now() + 2.0}));
     let (mut conn, _) = stack.connect(&token).await;
     let left = expect::until(&mut conn, |f| match f {
@@ -204,7 +204,7 @@ async fn refresh_required_comes_before_expiry_then_1008() {
 
 #[tokio::test]
 async fn a_refreshed_token_keeps_the_connection() {
-    let stack = Stack::start_with(|o| o.worker.leeway_ms = Duration::from_millis(100)).await;
+    let stack = Stack::start_with(|o| o.worker.leeway = Duration::from_millis(100)).await;
     let token = stack.sign(&serde_json::json!({"sub": "alice", "exp": now() + 2.0}));
     let (mut conn, _) = stack.connect(&token).await;
     expect::until(&mut conn, |f| {
@@ -228,8 +228,8 @@ async fn a_refreshed_token_keeps_the_connection() {
 #[tokio::test]
 async fn a_silent_peer_is_dropped_after_two_heartbeats_and_its_session_detached() {
     let stack = Stack::start_with(|o| {
-        o.worker.heartbeat_ms = Duration::from_millis(200);
-        o.worker.session_ttl_ms = Duration::from_millis(1500);
+        o.worker.heartbeat = Duration::from_millis(200);
+        o.worker.session_ttl = Duration::from_millis(1500);
     })
     .await;
     let token = stack.token("alice", &[], &[]);

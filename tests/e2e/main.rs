@@ -7,6 +7,7 @@ mod client;
 mod drain;
 mod limits;
 mod resume;
+mod roles;
 mod session;
 mod slow_consumer;
 

@@ -3,28 +3,43 @@
 
 use std::sync::atomic::Ordering;
 
-use switchyard_testkit::Stack;
+use switchyard_protocol::frame::ServerFrame;
+use switchyard_testkit::{expect, Stack};
 
-use crate::{next_msg, subscribe};
+use crate::{next_msg, send, subscribe};
 
 #[tokio::test]
 async fn a_client_that_stops_reading_gets_every_message_in_order_once_it_reads_again() {
     const MESSAGES: usize = 3000;
     let stack = Stack::start_with(|o| {
         o.worker.outbox_capacity = 8;
+        o.worker.publish_rate = 100_000;
+        o.worker.publish_burst = 100_000;
         o.memory.history_size = 10_000;
     })
     .await;
     let (mut slow, _) = stack.connect(&stack.token("slow", &["feed"], &[])).await;
     subscribe(&mut slow, "feed").await;
-    let api = stack.api();
+    // One publisher pipelines every publish, then reads the acks: the slow client's
+    // socket buffers fill long before it reads.
+    let (mut publisher, _) = stack.connect(&stack.token("pub", &[], &["feed"])).await;
     let payload = format!("\"{}\"", "x".repeat(10_000));
-    let mut seqs = Vec::with_capacity(MESSAGES);
+    for i in 0..MESSAGES {
+        let frame = format!(r#"{{"op":"pub","room":"feed","data":{payload},"ref":"{i}"}}"#);
+        send(&publisher, &frame).await;
+    }
+    let mut seqs = vec![0; MESSAGES];
     for _ in 0..MESSAGES {
-        let body: serde_json::Value = serde_json::json!({"room": "feed", "data": serde_json::from_str::<serde_json::Value>(&payload).unwrap()});
-        let res = api.post("/api/v1/publish", &body).await;
-        assert_eq!(res.status, 200);
-        seqs.push(res.json()["seq"].as_u64().unwrap());
+        let (index, seq) = expect::until(&mut publisher, |f| match f {
+            ServerFrame::Ack {
+                reference: Some(r),
+                seq: Some(seq),
+            } => Some((r.parse::<usize>().expect("numeric ref"), *seq)),
+            ServerFrame::Error { code, .. } => panic!("publish refused: {code:?}"),
+            _ => None,
+        })
+        .await;
+        seqs[index] = seq;
     }
     let worker = &stack.dev.workers[0];
     assert!(
@@ -53,18 +68,13 @@ async fn a_client_that_falls_behind_retained_history_is_closed_with_4008() {
     let api = stack.api();
     let big = "y".repeat(20_000);
     for _ in 0..400 {
-        assert_eq!(
-            api.post(
+        let res = api
+            .post(
                 "/api/v1/publish",
-                &serde_json::json!({"room": "feed", "data": big})
+                &serde_json::json!({"room": "feed", "data": big}),
             )
-            .await
-            .status,
-            200
-        );
+            .await;
+        assert_eq!(res.status, 200);
     }
-    assert_eq!(
-        switchyard_testkit::expect::closed(&mut slow).await,
-        Some(4008)
-    );
+    assert_eq!(expect::closed(&mut slow).await, Some(4008));
 }

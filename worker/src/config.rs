@@ -16,13 +16,12 @@ pub const DEFAULT_PUBLISH_BURST: u32 = 200;
 pub const DEFAULT_MAX_STRIKES: u32 = 50;
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages read from the store per page during catch-up.
 pub const DEFAULT_CATCH_UP_PAGE: usize = 500;
 /// Most bytes the writer batches into one text frame.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024;
 
-/// The durations are written in TOML as milliseconds (`heartbeat_ms = 25000`).
+/// Durations are written with a unit, as everywhere in Switchyard: `heartbeat = "25s"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
@@ -32,10 +31,10 @@ pub struct WorkerConfig {
     pub listen: Option<SocketAddr>,
     /// File holding the HMAC secret shared with gateways, for signed identities.
     pub identity_secret_file: Option<PathBuf>,
-    #[serde(with = "ms")]
-    pub heartbeat_ms: Duration,
-    #[serde(with = "ms")]
-    pub session_ttl_ms: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     pub outbox_capacity: usize,
@@ -43,12 +42,15 @@ pub struct WorkerConfig {
     pub publish_rate: u32,
     pub publish_burst: u32,
     pub max_strikes: u32,
-    #[serde(with = "ms")]
-    pub drain_window_ms: Duration,
-    #[serde(with = "ms")]
-    pub write_timeout_ms: Duration,
-    #[serde(with = "ms")]
-    pub leeway_ms: Duration,
+    #[serde(with = "humantime_serde")]
+    pub drain_window: Duration,
+    /// A socket write that makes no progress this long means the peer is gone. Unset,
+    /// it is two heartbeats: the same rule as a silent peer, so a client that merely
+    /// reads slowly is never dropped for it (PROTOCOL §4).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
     pub catch_up_page: usize,
     pub max_batch_bytes: usize,
 }
@@ -59,17 +61,17 @@ impl Default for WorkerConfig {
             id: "w1".into(),
             listen: None,
             identity_secret_file: None,
-            heartbeat_ms: limits::DEFAULT_HEARTBEAT,
-            session_ttl_ms: limits::DEFAULT_SESSION_TTL,
+            heartbeat: limits::DEFAULT_HEARTBEAT,
+            session_ttl: limits::DEFAULT_SESSION_TTL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: limits::DEFAULT_MAX_FRAME_BYTES,
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             publish_rate: DEFAULT_PUBLISH_RATE,
             publish_burst: DEFAULT_PUBLISH_BURST,
             max_strikes: DEFAULT_MAX_STRIKES,
-            drain_window_ms: DEFAULT_DRAIN_WINDOW,
-            write_timeout_ms: DEFAULT_WRITE_TIMEOUT,
-            leeway_ms: limits::DEFAULT_LEEWAY,
+            drain_window: DEFAULT_DRAIN_WINDOW,
+            write_timeout: None,
+            leeway: limits::DEFAULT_LEEWAY,
             catch_up_page: DEFAULT_CATCH_UP_PAGE,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
@@ -83,6 +85,11 @@ pub struct ConfigError {
 }
 
 impl WorkerConfig {
+    /// The write timeout in force: as configured, or two heartbeats.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout.unwrap_or(self.heartbeat * 2)
+    }
+
     /// Checks every key and reports all problems at once, each naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -104,12 +111,12 @@ impl WorkerConfig {
             ),
         );
         check(
-            self.heartbeat_ms >= Duration::from_millis(100),
-            "worker.heartbeat_ms: must be at least 100".into(),
+            self.heartbeat >= Duration::from_millis(100),
+            "worker.heartbeat: must be at least 100ms".into(),
         );
         check(
-            !self.session_ttl_ms.is_zero(),
-            "worker.session_ttl_ms: must be greater than 0".into(),
+            !self.session_ttl.is_zero(),
+            "worker.session_ttl: must be greater than 0".into(),
         );
         check(
             self.max_connections > 0,
@@ -136,8 +143,8 @@ impl WorkerConfig {
             "worker.max_strikes: must be greater than 0".into(),
         );
         check(
-            !self.write_timeout_ms.is_zero(),
-            "worker.write_timeout_ms: must be greater than 0".into(),
+            self.write_timeout.is_none_or(|t| t >= self.heartbeat),
+            "worker.write_timeout: must be at least worker.heartbeat".into(),
         );
         check(
             (1..=10_000).contains(&self.catch_up_page),
@@ -165,16 +172,6 @@ impl WorkerConfig {
         } else {
             Err(ConfigError { problems })
         }
-    }
-}
-
-mod ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
@@ -214,9 +211,16 @@ mod tests {
     }
 
     #[test]
-    fn toml_durations_are_milliseconds_and_unknown_keys_refused() {
-        let config: WorkerConfig = toml::from_str("id = \"w7\"\nheartbeat_ms = 1500").unwrap();
-        assert_eq!(config.heartbeat_ms, Duration::from_millis(1500));
-        assert!(toml::from_str::<WorkerConfig>("heartbeat = 3").is_err());
+    fn toml_durations_have_units_and_unknown_keys_are_refused() {
+        let config: WorkerConfig = toml::from_str("id = \"w7\"\nheartbeat = \"1500ms\"").unwrap();
+        assert_eq!(config.heartbeat, Duration::from_millis(1500));
+        assert!(
+            toml::from_str::<WorkerConfig>("heartbeat = 3").is_err(),
+            "a duration needs a unit"
+        );
+        assert!(
+            toml::from_str::<WorkerConfig>("heartbeat_secs = 3").is_err(),
+            "unknown keys are refused"
+        );
     }
 }

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use switchyard_protocol::{ClientFrame, CloseCode, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, info};
+use tracing::debug;
 
 use super::backoff::{jitter, Backoff};
 use super::resume::resume_url;
@@ -56,7 +56,7 @@ pub(crate) async fn run(
             let _ = reply.send(Err(ClientError::Closed));
         }
     }
-    info!(close.code = ?code, "client closed");
+    debug!(close.code = ?code, "client closed");
     match task.events.try_send(Event::Closed { code }) {
         Err(mpsc::error::TrySendError::Full(event)) => {
             if let Some(done) = task.close_done.take() {
@@ -266,7 +266,7 @@ impl Task {
                                 self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
                             }
                             self.welcomed = true;
-                            info!(resumed, worker = %worker, "connected");
+                            debug!(resumed, worker = %worker, "connected");
                             self.emit(Event::Connected {
                                 resumed,
                                 conn: id.into_owned(),
@@ -351,7 +351,7 @@ impl Task {
         reason: String,
         drain_after: Option<Duration>,
     ) -> After {
-        info!(close.code = ?code, "disconnected");
+        debug!(close.code = ?code, "disconnected");
         // Stored publishes are sent again with the same ref; the rest cannot be.
         let requests = std::mem::take(&mut self.requests);
         for (id, mut pending) in requests {

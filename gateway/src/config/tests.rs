@@ -88,12 +88,13 @@ fn tls_or_explicit_plain() {
 }
 
 #[test]
-fn durations() {
-    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-    assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-    assert!(parse_duration("10").is_err());
-    assert!(parse_duration("s").is_err());
-    assert!(parse_duration("1d").is_err());
+fn durations_need_a_unit() {
+    let with = |value: &str| format!("handshake_timeout = {value}\n{MINIMAL}");
+    let parsed =
+        |value: &str| GatewayConfig::from_toml_str(&with(value)).map(|c| c.handshake_timeout);
+    assert_eq!(parsed("\"500ms\"").unwrap(), Duration::from_millis(500));
+    assert_eq!(parsed("\"2m\"").unwrap(), Duration::from_secs(120));
+    assert!(parsed("10").is_err());
+    assert!(parsed("\"10\"").is_err());
+    assert!(parsed("\"s\"").is_err());
 }

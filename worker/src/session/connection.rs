@@ -47,7 +47,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
             debug!("worker full: closing with 1013");
             let code = CloseCode::TryAgainLater;
             let _ = tokio::time::timeout(
-                shared.config.write_timeout_ms,
+                shared.config.write_timeout(),
                 ws.write_frame(Frame::close(code.code(), code.reason().as_bytes())),
             )
             .await;
@@ -60,13 +60,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
             worker: (&*shared.id).into(),
             resume: format!("/ws/{}/{}", shared.id, session.conn).into(),
             resume_token: session.resume_token.as_str().into(),
-            heartbeat_ms: shared.config.heartbeat_ms.as_millis() as u64,
+            heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
             resumed,
             user: session.user.as_str().into(),
         }
         .encode();
         let sent = tokio::time::timeout(
-            shared.config.write_timeout_ms,
+            shared.config.write_timeout(),
             ws.write_frame(Frame::text(Payload::Borrowed(&welcome))),
         )
         .await;
@@ -183,7 +183,7 @@ async fn finish(shared: &Arc<Shared>, session: &Arc<Session>, state: WriterState
         session.attachment_changed.notify_waiters();
         let (shared, session) = (shared.clone(), session.clone());
         shared.clone().tracker.spawn(async move {
-            tokio::time::sleep(shared.config.session_ttl_ms).await;
+            tokio::time::sleep(shared.config.session_ttl).await;
             let expired = matches!(&*lock(&session.attachment), Attachment::Detached { since: s, .. } if *s == since);
             if expired {
                 debug!(conn.id = %session.conn, "detached session expired");

@@ -99,12 +99,11 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         },
     };
     let mut heartbeat =
-        tokio::time::interval_at(Instant::now() + config.heartbeat_ms, config.heartbeat_ms);
+        tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     let mut close = session.close.subscribe();
     let mut grant = session.grant.subscribe();
     let mut ping_id = 0u64;
-    let (mut notice_at, mut expire_at) =
-        expiry_times(grant.borrow_and_update().exp, config.leeway_ms);
+    let (mut notice_at, mut expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
     let mut noticed = false;
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
@@ -129,7 +128,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if liveness.silent_for() > config.heartbeat_ms * 2 {
+                    if liveness.silent_for() > config.heartbeat * 2 {
                         debug!("no frame for two heartbeats: dropping the connection");
                         return Ok(End::Lost);
                     }
@@ -142,12 +141,12 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     }
                 }
                 Ok(()) = grant.changed() => {
-                    (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway_ms);
+                    (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
                     noticed = false;
                 }
                 _ = sleep_until(notice_at), if !noticed => {
                     noticed = true;
-                    let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway_ms);
+                    let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
                     let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
                     w.batch.push(&line);
                     w.flush().await?;
@@ -198,7 +197,7 @@ fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     async fn write(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
         match tokio::time::timeout(
-            self.shared.config.write_timeout_ms,
+            self.shared.config.write_timeout(),
             self.ws.write_frame(frame),
         )
         .await
@@ -237,7 +236,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     async fn close(&mut self, code: CloseCode) -> Result<End, Gone> {
         if code == CloseCode::Drained {
             let after_ms = rand::rng()
-                .random_range(0..self.shared.config.drain_window_ms.as_millis().max(1) as u64);
+                .random_range(0..self.shared.config.drain_window.as_millis().max(1) as u64);
             let line = ServerFrame::Reconnect {
                 reason: "draining".into(),
                 after_ms,

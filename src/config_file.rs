@@ -1,0 +1,98 @@
+//! Reading a role's TOML file with environment overrides.
+//!
+//! Any variable `SWITCHYARD__A__B=value` sets key `a.b` of the file (keys lower-cased,
+//! `__` between levels), so a container can change `SWITCHYARD__LISTEN` or
+//! `SWITCHYARD__WORKER__ID` without a new file. The value is read as a TOML value
+//! (`8`, `true`, `"x"`, `["a"]`), or as a string when it is not one.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+pub const ENV_PREFIX: &str = "SWITCHYARD__";
+
+/// The file's text with every override applied, ready for the role's own parser.
+pub fn read_with_env(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    apply_env(&text, std::env::vars())
+        .with_context(|| format!("{} is not valid TOML", path.display()))
+}
+
+pub fn apply_env(
+    text: &str,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<String> {
+    let mut table: toml::Table = text.parse()?;
+    let mut changed = false;
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        anyhow::ensure!(
+            keys.iter().all(|k| !k.is_empty()),
+            "{name}: empty key in the override path"
+        );
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        set(&mut table, &keys, value).with_context(|| format!("{name}: cannot override"))?;
+        changed = true;
+    }
+    Ok(if changed {
+        toml::to_string(&table)?
+    } else {
+        text.to_string()
+    })
+}
+
+fn set(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let (last, parents) = keys.split_last().context("no key")?;
+    let mut at = table;
+    for key in parents {
+        let entry = at
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = entry
+            .as_table_mut()
+            .with_context(|| format!("{key} is not a table"))?;
+    }
+    at.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_set_nested_keys_with_typed_values() {
+        let text = "listen = \"127.0.0.1:1\"\n[worker]\nid = \"w1\"\n";
+        let vars = [
+            ("SWITCHYARD__LISTEN".to_string(), "0.0.0.0:443".to_string()),
+            (
+                "SWITCHYARD__WORKER__MAX_CONNECTIONS".to_string(),
+                "500".to_string(),
+            ),
+            (
+                "SWITCHYARD__LIMITS__UPGRADE_BURST".to_string(),
+                "7".to_string(),
+            ),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let out: toml::Table = apply_env(text, vars.into_iter()).unwrap().parse().unwrap();
+        assert_eq!(out["listen"].as_str(), Some("0.0.0.0:443"));
+        assert_eq!(out["worker"]["max_connections"].as_integer(), Some(500));
+        assert_eq!(out["worker"]["id"].as_str(), Some("w1"));
+        assert_eq!(out["limits"]["upgrade_burst"].as_integer(), Some(7));
+    }
+
+    #[test]
+    fn an_override_through_a_value_is_an_error() {
+        let vars = [("SWITCHYARD__LISTEN__PORT".to_string(), "1".to_string())];
+        assert!(apply_env("listen = \"x\"", vars.into_iter()).is_err());
+    }
+}
