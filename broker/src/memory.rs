@@ -30,6 +30,8 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
 /// Live events buffered per room before a slow feed reader gets [`LiveEvent::Lagged`].
 pub const DEFAULT_LIVE_CAPACITY: usize = 4096;
+/// Largest message stored or sent, as NATS's default `max_payload`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryConfig {
@@ -37,6 +39,7 @@ pub struct MemoryConfig {
     pub history_ttl: Duration,
     pub dedupe_window: Duration,
     pub live_capacity: usize,
+    pub max_message_bytes: usize,
 }
 
 impl Default for MemoryConfig {
@@ -46,6 +49,7 @@ impl Default for MemoryConfig {
             history_ttl: DEFAULT_HISTORY_TTL,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             live_capacity: DEFAULT_LIVE_CAPACITY,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct MemoryBroker {
     presence: Mutex<PresenceTable>,
     control: broadcast::Sender<Control>,
     revoked: Mutex<HashMap<UserId, u64>>,
+    /// An outage switch for fault tests: while set, every call is `Unavailable`.
+    down: std::sync::atomic::AtomicBool,
 }
 
 struct Room {
@@ -114,11 +120,34 @@ impl MemoryBroker {
             presence: Mutex::new(PresenceTable::default()),
             control: broadcast::channel(1024).0,
             revoked: Mutex::new(HashMap::new()),
+            down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// Simulates an outage (fault tests): while `down`, every call fails with
+    /// [`BrokerError::Unavailable`] and nothing is stored.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self, data: Option<&[u8]>) -> Result<(), BrokerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BrokerError::Unavailable("the memory broker is down".into()));
+        }
+        match data {
+            Some(data) if data.len() > self.config.max_message_bytes => {
+                Err(BrokerError::Rejected(format!(
+                    "message of {} bytes is over the limit of {}",
+                    data.len(),
+                    self.config.max_message_bytes
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn room(&self, name: &RoomName) -> Arc<Room> {
@@ -151,6 +180,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish(&self, msg: Publish) -> Result<Stored, BrokerError> {
+        self.check(Some(&msg.data))?;
         let room = self.room(&msg.room);
         let mut log = lock(&room.state);
         // The dedupe check and the store happen under the room lock so that two
@@ -192,6 +222,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish_ephemeral(&self, msg: Publish) -> Result<(), BrokerError> {
+        self.check(Some(&msg.data))?;
         let room = self.room(&msg.room);
         let message = Arc::new(Message {
             room: msg.room,
@@ -212,6 +243,7 @@ impl Broker for MemoryBroker {
         since: u64,
         limit: usize,
     ) -> Result<History, BrokerError> {
+        self.check(None)?;
         let room = self.room(room);
         let mut log = lock(&room.state);
         log.evict(
@@ -238,6 +270,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn live(&self, room: &RoomName) -> Result<LiveFeed, BrokerError> {
+        self.check(None)?;
         let rx = self.room(room).live.subscribe();
         Ok(futures_util::stream::unfold(rx, |mut rx| async move {
             match rx.recv().await {

@@ -142,7 +142,7 @@ fn room(name: &str) -> Result<RoomName, Rejection> {
 fn broker_error(e: BrokerError) -> Rejection {
     match e {
         BrokerError::Unavailable(m) => Rejection::upstream(ErrorCode::Unavailable, m),
-        BrokerError::Rejected(m) => Rejection::client(ErrorCode::BadRequest, m),
+        BrokerError::Rejected(m) => Rejection::client(ErrorCode::TooLarge, m),
         BrokerError::Internal(m) => Rejection::upstream(ErrorCode::Internal, m),
     }
 }

@@ -271,3 +271,103 @@ async fn a_silent_peer_is_dropped_after_two_heartbeats_and_its_session_detached(
         "a detached session ends after session_ttl"
     );
 }
+
+#[tokio::test]
+async fn a_message_over_the_brokers_limit_is_too_large_and_not_stored() {
+    let stack = Stack::start_with(|o| o.memory.max_message_bytes = 100).await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &["r"])).await;
+    let big = format!("\"{}\"", "x".repeat(200));
+    send(
+        &conn,
+        &format!(r#"{{"op":"pub","room":"r","data":{big},"ref":"big"}}"#),
+    )
+    .await;
+    assert_eq!(
+        next_error(&mut conn).await,
+        ("too_large".into(), Some("big".into()), Some("r".into()))
+    );
+    let api = stack
+        .api()
+        .post(
+            "/api/v1/publish",
+            &serde_json::json!({"room": "r", "data": "y".repeat(200)}),
+        )
+        .await;
+    assert_eq!((api.status, api.error()), (413, "too_large".into()));
+    let history = stack.api().get("/api/v1/history/r").await.json();
+    assert_eq!(history["messages"], serde_json::json!([]));
+    ping(&mut conn, "open").await;
+}
+
+#[tokio::test]
+async fn a_broker_outage_answers_unavailable_and_stores_nothing() {
+    let stack = Stack::start().await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &["r"], &["r"])).await;
+    stack.dev.broker.set_down(true);
+    send(&conn, r#"{"op":"pub","room":"r","data":1,"ref":"p"}"#).await;
+    assert_eq!(
+        next_error(&mut conn).await,
+        ("unavailable".into(), Some("p".into()), Some("r".into()))
+    );
+    send(&conn, r#"{"op":"sub","room":"r","ref":"s"}"#).await;
+    assert_eq!(
+        next_error(&mut conn).await,
+        ("unavailable".into(), Some("s".into()), Some("r".into()))
+    );
+    let api = stack
+        .api()
+        .post(
+            "/api/v1/publish",
+            &serde_json::json!({"room": "r", "data": 1}),
+        )
+        .await;
+    assert_eq!((api.status, api.error()), (503, "unavailable".into()));
+    stack.dev.broker.set_down(false);
+    // The same ref, retried after the outage, is stored once.
+    let seq = publish(&mut conn, "r", "1", "p").await;
+    assert_eq!(publish(&mut conn, "r", "1", "p").await, seq);
+    crate::subscribe(&mut conn, "r").await;
+    assert_eq!(
+        stack.api().get("/api/v1/history/r").await.json()["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn shutdown_without_drain_closes_with_1001() {
+    let stack = Stack::start().await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &[])).await;
+    let worker = stack.dev.workers[0].clone();
+    tokio::spawn(async move { worker.shutdown(Duration::from_secs(2)).await });
+    assert_eq!(expect::closed(&mut conn).await, Some(1001));
+}
+
+#[tokio::test]
+async fn broken_websocket_framing_closes_with_1002() {
+    use fastwebsockets::{Frame, OpCode, Payload};
+    let stack = Stack::start().await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &[])).await;
+    let orphan = Frame::new(
+        true,
+        OpCode::Continuation,
+        None,
+        Payload::Owned(b"{}".to_vec()),
+    );
+    conn.send_raw_frame(orphan).await.unwrap();
+    assert_eq!(expect::closed(&mut conn).await, Some(1002));
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_a_bad_frame_and_the_connection_stays() {
+    use fastwebsockets::{Frame, Payload};
+    let stack = Stack::start().await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &[])).await;
+    conn.send_raw_frame(Frame::text(Payload::Owned(vec![b'{', 0xff, 0xfe, b'}'])))
+        .await
+        .unwrap();
+    assert_eq!(next_error(&mut conn).await.0, "bad_frame");
+    ping(&mut conn, "open").await;
+}
