@@ -45,12 +45,7 @@ impl TokenVerifier for GatewayVerifier {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
         match self.0.verify(token, now) {
-            Ok(v) => Ok(VerifiedToken {
-                user: v.user,
-                scope: v.scope,
-                exp: v.exp,
-                iat: v.iat,
-            }),
+            Ok(verified) => Ok(verified),
             Err(AuthError::Expired) => Err(TokenRejected::Expired),
             Err(_) => Err(TokenRejected::Invalid),
         }

@@ -11,7 +11,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{DecodingKey, Validation};
 use switchyard_broker::Broker;
 use switchyard_protocol::claims::{Claims, Scope, UserId};
-use switchyard_protocol::{ErrorCode, Identity, AUTH_SUBPROTOCOL_PREFIX};
+use switchyard_protocol::VerifiedToken;
+use switchyard_protocol::{ErrorCode, AUTH_SUBPROTOCOL_PREFIX};
 
 use crate::config::{read_first_line, AuthConfig, ConfigError, KeyAlgorithm};
 use crate::error::Rejection;
@@ -188,31 +189,6 @@ impl Default for VerifierOptions {
             issuer: None,
             leeway: switchyard_protocol::limits::DEFAULT_LEEWAY,
             algorithms: None,
-        }
-    }
-}
-
-/// A token that passed every check.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VerifiedToken {
-    pub user: UserId,
-    pub scope: Scope,
-    pub exp: f64,
-    pub iat: Option<f64>,
-}
-
-impl VerifiedToken {
-    /// The identity to hand to a worker; the caller fills in what the request asked for.
-    pub fn into_identity(self) -> Identity {
-        Identity {
-            user: self.user,
-            scope: self.scope,
-            exp: self.exp,
-            iat: self.iat,
-            resume_conn: None,
-            resume_token: None,
-            traceparent: None,
-            subprotocol: false,
         }
     }
 }

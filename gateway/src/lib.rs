@@ -46,10 +46,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 pub use api::ApiKey;
-pub use auth::{AuthError, VerifiedToken, Verifier, VerifierOptions, VerifyingKey};
+pub use auth::{AuthError, Verifier, VerifierOptions, VerifyingKey};
 pub use config::{GatewayConfig, LimitsConfig, RemoteWorkerConfig};
 pub use error::{ErrorSource, GatewayError, Rejection};
 pub use route::{LocalWorker, WorkerLoad};
+pub use switchyard_protocol::VerifiedToken;
 
 use crate::config::read_first_line;
 use crate::ratelimit::RateLimiter;

@@ -42,6 +42,32 @@ pub struct Identity {
     pub subprotocol: bool,
 }
 
+/// A token whose signature, times and claims passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    pub user: UserId,
+    pub scope: Scope,
+    /// Seconds since the epoch.
+    pub exp: f64,
+    pub iat: Option<f64>,
+}
+
+impl VerifiedToken {
+    /// The identity to hand to a worker; the caller fills in what the request asked for.
+    pub fn into_identity(self) -> Identity {
+        Identity {
+            user: self.user,
+            scope: self.scope,
+            exp: self.exp,
+            iat: self.iat,
+            resume_conn: None,
+            resume_token: None,
+            traceparent: None,
+            subprotocol: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     #[error("identity headers are missing")]

@@ -24,7 +24,7 @@ pub use claims::{Claims, Pattern, Scope, UserId};
 pub use close::CloseCode;
 pub use error::ErrorCode;
 pub use frame::{ClientFrame, FrameError, ServerFrame};
-pub use identity::Identity;
+pub use identity::{Identity, VerifiedToken};
 pub use room::RoomName;
 
 /// The version this crate implements; `switchyard.v1` is its subprotocol.

@@ -67,6 +67,18 @@ pub(crate) struct Session {
     pub(crate) close: watch::Sender<Option<CloseCode>>,
 }
 
+/// Leaves a room for good: the worker's local membership and the room's presence.
+pub(crate) async fn leave_room(shared: &crate::Shared, session: &Session, room: &RoomName) {
+    shared.rooms.leave(room, &session.conn);
+    if let Err(err) = shared
+        .broker
+        .leave(room, &session.user, &session.conn)
+        .await
+    {
+        tracing::debug!(error = %err, room = %room, "presence leave failed");
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Session state is plain data; a panic elsewhere must not take every session down.
     m.lock().unwrap_or_else(|e| e.into_inner())

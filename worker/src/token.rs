@@ -1,16 +1,7 @@
 //! How a worker checks the token of a `refresh`. Verification lives with the gateway's
 //! key handling; the binary hands the worker a verifier through this trait.
 
-use switchyard_protocol::{Scope, UserId};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VerifiedToken {
-    pub user: UserId,
-    pub scope: Scope,
-    /// Seconds since the epoch.
-    pub exp: f64,
-    pub iat: Option<f64>,
-}
+pub use switchyard_protocol::VerifiedToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejected {

@@ -209,14 +209,7 @@ pub(crate) async fn end_session(shared: &Shared, session: &Session) {
     lock(&shared.sessions).remove(&session.conn);
     let subs = std::mem::take(&mut *lock(&session.subs));
     for room in subs.into_keys() {
-        shared.rooms.leave(&room, &session.conn);
-        if let Err(err) = shared
-            .broker
-            .leave(&room, &session.user, &session.conn)
-            .await
-        {
-            debug!(error = %err, room = %room, "presence leave failed");
-        }
+        super::leave_room(shared, session, &room).await;
     }
 }
 

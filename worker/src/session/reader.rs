@@ -311,14 +311,7 @@ impl Reader<'_> {
                         "not subscribed to this room",
                     ));
                 }
-                shared.rooms.leave(&room, &session.conn);
-                if let Err(err) = shared
-                    .broker
-                    .leave(&room, &session.user, &session.conn)
-                    .await
-                {
-                    debug!(error = %err, room = %room, "presence leave failed");
-                }
+                super::leave_room(shared, session, &room).await;
                 self.send(OutItem::Unsubscribe { room, reference }).await;
             }
             ClientFrame::Pub {

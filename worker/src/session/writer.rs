@@ -394,12 +394,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         debug!(error = %err, room = %room, "subscribe: store unavailable");
         let session = self.session;
         if lock(&session.subs).remove(room).is_some() {
-            self.shared.rooms.leave(room, &session.conn);
-            let _ = self
-                .shared
-                .broker
-                .leave(room, &session.user, &session.conn)
-                .await;
+            super::leave_room(self.shared, session, room).await;
         }
         let line = ServerFrame::Error {
             reference: reference.map(Into::into),
