@@ -12,13 +12,16 @@
 
 pub mod memory;
 mod message;
+pub mod nats;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use switchyard_protocol::frame::Member;
 use switchyard_protocol::{RoomName, UserId};
 
-pub use message::{Control, History, LiveEvent, Message, Publish, Stored};
+pub use message::{
+    Control, History, LiveEvent, Message, Publish, RegistryEvent, Stored, WorkerInfo,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
@@ -37,6 +40,8 @@ pub enum BrokerError {
 pub type LiveFeed = BoxStream<'static, LiveEvent>;
 /// Mesh-wide control events, as every worker sees them.
 pub type ControlFeed = BoxStream<'static, Control>;
+/// The registry: every known worker as [`RegistryEvent::Up`] first, then changes.
+pub type RegistryFeed = BoxStream<'static, RegistryEvent>;
 
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
@@ -82,4 +87,14 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Tokens of `user` issued before this time (seconds since the epoch) are revoked.
     async fn revoked_before(&self, user: &UserId) -> Result<Option<u64>, BrokerError>;
+
+    /// Announces a worker (or refreshes its entry: an entry not refreshed within the
+    /// registry's TTL is gone).
+    async fn announce(&self, info: WorkerInfo) -> Result<(), BrokerError>;
+
+    /// Removes a worker's entry at once (a clean stop).
+    async fn withdraw(&self, id: &str) -> Result<(), BrokerError>;
+
+    /// The registry as it is, then its changes.
+    async fn registry(&self) -> Result<RegistryFeed, BrokerError>;
 }

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::{
     Broker, BrokerError, Control, ControlFeed, History, LiveEvent, LiveFeed, Message, Publish,
-    Stored,
+    RegistryEvent, RegistryFeed, Stored, WorkerInfo,
 };
 use dedupe::Dedupe;
 use presence::PresenceTable;
@@ -63,6 +63,7 @@ pub struct MemoryBroker {
     presence: Mutex<PresenceTable>,
     control: broadcast::Sender<Control>,
     revoked: Mutex<HashMap<UserId, u64>>,
+    registry: tokio::sync::watch::Sender<HashMap<String, WorkerInfo>>,
     /// An outage switch for fault tests: while set, every call is `Unavailable`.
     down: std::sync::atomic::AtomicBool,
 }
@@ -120,6 +121,7 @@ impl MemoryBroker {
             presence: Mutex::new(PresenceTable::default()),
             control: broadcast::channel(1024).0,
             revoked: Mutex::new(HashMap::new()),
+            registry: tokio::sync::watch::channel(HashMap::new()).0,
             down: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -254,18 +256,22 @@ impl Broker for MemoryBroker {
         let start = log
             .entries
             .partition_point(|(_, m)| m.seq.unwrap_or(0) <= since);
-        let messages = log
+        let messages: Vec<_> = log
             .entries
             .iter()
             .skip(start)
             .take(limit)
             .map(|(_, m)| m.clone())
             .collect();
+        let more = log.entries.len() - start > messages.len();
+        let scanned = messages.last().and_then(|m| m.seq).unwrap_or(since);
         Ok(History {
             head: log.head,
             epoch: self.epoch.clone(),
             recovered: since >= log.evicted_through && since <= log.head,
             messages,
+            more,
+            scanned,
         })
     }
 
@@ -340,5 +346,57 @@ impl Broker for MemoryBroker {
             .get(user)
             .copied()
             .filter(|until| *until > now))
+    }
+
+    async fn announce(&self, info: WorkerInfo) -> Result<(), BrokerError> {
+        self.check(None)?;
+        self.registry.send_modify(|workers| {
+            workers.insert(info.id.clone(), info);
+        });
+        Ok(())
+    }
+
+    async fn withdraw(&self, id: &str) -> Result<(), BrokerError> {
+        self.registry.send_modify(|workers| {
+            workers.remove(id);
+        });
+        Ok(())
+    }
+
+    async fn registry(&self) -> Result<RegistryFeed, BrokerError> {
+        self.check(None)?;
+        // Each change is told as the difference from what this reader saw last.
+        let rx = self.registry.subscribe();
+        let state = (
+            rx,
+            HashMap::<String, WorkerInfo>::new(),
+            std::collections::VecDeque::new(),
+            true,
+        );
+        Ok(futures_util::stream::unfold(
+            state,
+            |(mut rx, mut seen, mut queue, mut first)| async move {
+                loop {
+                    if let Some(event) = queue.pop_front() {
+                        return Some((event, (rx, seen, queue, first)));
+                    }
+                    if !first && rx.changed().await.is_err() {
+                        return None;
+                    }
+                    first = false;
+                    let now = rx.borrow_and_update().clone();
+                    for (id, info) in &now {
+                        if seen.get(id) != Some(info) {
+                            queue.push_back(RegistryEvent::Up(info.clone()));
+                        }
+                    }
+                    for id in seen.keys().filter(|id| !now.contains_key(*id)) {
+                        queue.push_back(RegistryEvent::Gone(id.clone()));
+                    }
+                    seen = now;
+                }
+            },
+        )
+        .boxed())
     }
 }

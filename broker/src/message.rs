@@ -68,6 +68,33 @@ pub struct History {
     pub recovered: bool,
     /// Oldest first, all with `seq > since`.
     pub messages: Vec<Arc<Message>>,
+    /// The page was cut at its limit: more may follow after `scanned`.
+    pub more: bool,
+    /// The highest seq this page read through (≥ the last message's seq: messages the
+    /// engine could not deliver, such as a backend's non-JSON payload, are passed over).
+    /// The next page starts after it; `since` when nothing was read.
+    pub scanned: u64,
+}
+
+/// A worker as the registry knows it (KV `sy_workers` on NATS).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    /// Where gateways hand connections over (`host:port` of the worker's listener);
+    /// empty for a worker that only takes in-process hand-offs.
+    pub address: String,
+    pub conns: u64,
+    pub capacity: u64,
+    pub draining: bool,
+}
+
+/// A change in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// A worker announced itself or changed (load, draining).
+    Up(WorkerInfo),
+    /// A worker withdrew or stopped refreshing its entry.
+    Gone(String),
 }
 
 /// Mesh-wide commands every worker acts on.

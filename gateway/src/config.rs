@@ -27,6 +27,8 @@ pub const DEFAULT_RATE_LIMIT_TRACKED_IPS: usize = 100_000;
 pub const DEFAULT_REMOTE_CAPACITY: u64 = 100_000;
 /// How long to wait for a remote worker's TCP connect and its answer to the upgrade.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whether a gateway given a broker routes to the workers of its registry.
+pub const DEFAULT_USE_REGISTRY: bool = true;
 /// Largest HTTP API request body.
 pub const DEFAULT_MAX_API_BODY_BYTES: usize = 1024 * 1024;
 
@@ -51,6 +53,10 @@ pub struct GatewayConfig {
     pub api: Option<ApiConfig>,
     #[serde(default)]
     pub workers: Vec<RemoteWorkerConfig>,
+    /// Route to the workers of the broker's registry as well as `[[workers]]` (when the
+    /// gateway has a broker). Their hand-offs need `identity_secret_file`.
+    #[serde(default = "default_use_registry")]
+    pub registry: bool,
     #[serde(default)]
     pub limits: LimitsConfig,
 }
@@ -187,6 +193,9 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_leeway() -> Duration {
     switchyard_protocol::limits::DEFAULT_LEEWAY
+}
+fn default_use_registry() -> bool {
+    DEFAULT_USE_REGISTRY
 }
 fn default_remote_capacity() -> u64 {
     DEFAULT_REMOTE_CAPACITY

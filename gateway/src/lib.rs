@@ -12,19 +12,24 @@
 //!   [`ratelimit`] (per client IP), then [`route`] (choosing a worker).
 //! - [`route`] and [`splice`] (outbound): an in-process [`route::LocalWorker`] takes the
 //!   hyper request itself; a remote worker gets the upgrade over TCP with a signed
-//!   identity, and its `101` turns into a byte splice.
+//!   identity, and its `101` turns into a byte splice. Remote workers come from
+//!   `[[workers]]` and from [`registry`]: a task that follows the broker's worker
+//!   registry and swaps the router's list of workers, with their reported load and
+//!   draining state, as workers come, change and go.
 //! - [`api`]: the backend API of PROTOCOL §6 on the same listener, over the broker.
 //! - [`error`]: refusals tagged by source and mapped to status and log level in one place.
 //!
 //! [`Gateway::serve`] owns the accept loop: a semaphore permit before each accept, one
-//! task per connection in a `TaskTracker`, and on cancellation it stops accepting,
-//! answers `/readyz` with 503, waits for in-flight handshakes and then ends the splices.
+//! task per connection in a `TaskTracker` (the registry task in another), and on
+//! cancellation it stops accepting, answers `/readyz` with 503, stops following the
+//! registry, waits for in-flight handshakes and then ends the splices.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ratelimit;
+pub mod registry;
 pub mod route;
 pub mod splice;
 pub mod tls;
@@ -68,9 +73,13 @@ pub struct GatewaySettings {
     pub verifier: Arc<Verifier>,
     /// `None` disables the HTTP API (it answers 503).
     pub api_key: Option<ApiKey>,
-    /// HMAC secret for identity headers; required when `remote_workers` is not empty.
+    /// HMAC secret for identity headers; required when `remote_workers` is not empty,
+    /// and without it workers learned from the registry are not routed to.
     pub identity_secret: Option<Arc<[u8]>>,
     pub remote_workers: Vec<RemoteWorkerConfig>,
+    /// Route to the workers of the broker's registry too (`registry` in the config);
+    /// only when [`GatewayDeps::broker`] is given.
+    pub use_registry: bool,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub limits: LimitsConfig,
@@ -85,6 +94,7 @@ impl GatewaySettings {
             api_key: None,
             identity_secret: None,
             remote_workers: Vec::new(),
+            use_registry: config::DEFAULT_USE_REGISTRY,
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: config::DEFAULT_CONNECT_TIMEOUT,
             limits: LimitsConfig::default(),
@@ -115,6 +125,7 @@ impl GatewaySettings {
             api_key,
             identity_secret,
             remote_workers: config.workers.clone(),
+            use_registry: config.registry,
             handshake_timeout: config.handshake_timeout,
             connect_timeout: config.connect_timeout,
             limits: config.limits.clone(),
@@ -137,8 +148,10 @@ fn non_empty_line(path: &std::path::Path, key: &str) -> Result<String, GatewayEr
 /// What the gateway is wired to at run time.
 #[derive(Default)]
 pub struct GatewayDeps {
-    /// The broker for the HTTP API and revocation checks. `None` for a standalone gateway
-    /// in front of worker processes on the memory engine: the API then answers 503.
+    /// The broker for the HTTP API, revocation checks and, with
+    /// [`GatewaySettings::use_registry`], the worker registry. `None` for a standalone
+    /// gateway in front of worker processes on the memory engine: the API then answers
+    /// 503 and only `[[workers]]` are routed to.
     pub broker: Option<Arc<dyn Broker>>,
     /// Workers sharing this process, handed upgrades without a loopback hop.
     pub local_workers: Vec<Arc<dyn LocalWorker>>,
@@ -147,7 +160,7 @@ pub struct GatewayDeps {
 /// State shared by every connection of one gateway.
 pub(crate) struct Shared {
     pub(crate) verifier: Arc<Verifier>,
-    pub(crate) router: Router,
+    pub(crate) router: Arc<Router>,
     pub(crate) limiter: RateLimiter,
     pub(crate) broker: Option<Arc<dyn Broker>>,
     pub(crate) api_key: Option<ApiKey>,
@@ -172,6 +185,8 @@ impl Shared {
 /// A gateway ready to serve a listener.
 pub struct Gateway {
     shared: Arc<Shared>,
+    /// The broker whose registry is followed, if any.
+    registry: Option<Arc<dyn Broker>>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
     max_header_bytes: usize,
@@ -188,6 +203,7 @@ impl Gateway {
             .into());
         }
         let limits = &settings.limits;
+        let registry = deps.broker.clone().filter(|_| settings.use_registry);
         let remote = settings
             .remote_workers
             .iter()
@@ -195,7 +211,7 @@ impl Gateway {
             .collect();
         let shared = Shared {
             verifier: settings.verifier,
-            router: Router::new(deps.local_workers, remote),
+            router: Arc::new(Router::new(deps.local_workers, remote)),
             limiter: RateLimiter::new(
                 limits.max_upgrades_per_sec_per_ip,
                 limits
@@ -219,6 +235,7 @@ impl Gateway {
         }
         Ok(Gateway {
             shared: Arc::new(shared),
+            registry,
             tls: settings.tls.map(TlsAcceptor::from),
             handshake_timeout: settings.handshake_timeout,
             max_header_bytes: limits.max_header_bytes.max(config::MIN_MAX_HEADER_BYTES),
@@ -238,6 +255,20 @@ impl Gateway {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.max_connections));
         let handshakes = TaskTracker::new();
+        let background = TaskTracker::new();
+        if let Some(broker) = this.registry.clone() {
+            tracing::info!(engine = broker.engine(), "following the worker registry");
+            background.spawn(
+                registry::follow(
+                    this.shared.router.clone(),
+                    broker,
+                    this.shared.identity_secret.is_some(),
+                    this.shared.shutdown.clone(),
+                )
+                .instrument(tracing::info_span!("registry")),
+            );
+        }
+        background.close();
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -278,6 +309,7 @@ impl Gateway {
         handshakes.close();
         tracing::info!(in_flight = handshakes.len(), "gateway stopped accepting");
         handshakes.wait().await;
+        background.wait().await;
         this.shared.splice_stop.cancel();
         this.shared.splices.close();
         this.shared.splices.wait().await;

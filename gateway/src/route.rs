@@ -1,17 +1,21 @@
 //! Choosing a worker (DESIGN "The path of a connection", step 1).
 //!
-//! Workers are in-process ([`LocalWorker`], given by the binary) or remote (from
-//! `[[workers]]`, reached by [`crate::splice`]). A sticky path names a worker, which is
-//! taken when it is alive and not draining; otherwise two random routable workers are
-//! drawn and the less loaded one wins (power of two choices).
+//! Workers are in-process ([`LocalWorker`], given by the binary) or remote, reached by
+//! [`crate::splice`]: configured (`[[workers]]`) or learned from the broker's registry
+//! by [`crate::registry`]. The [`Router`] keeps them as one immutable list that a change
+//! replaces whole, so each upgrade reads it with one uncontended lock and an `Arc`
+//! clone. A sticky path names a worker, which is taken when it is alive, not draining
+//! and below capacity; otherwise two random routable workers are drawn and the less
+//! loaded one wins (power of two choices).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use rand::Rng as _;
+use switchyard_broker::WorkerInfo;
 use switchyard_protocol::Identity;
 
 use crate::config::RemoteWorkerConfig;
@@ -54,13 +58,28 @@ pub trait LocalWorker: Send + Sync + 'static {
 }
 
 /// A worker in another process, reached over TCP.
+///
+/// A configured worker's load is the splices this gateway holds to it, over its
+/// configured capacity. A learned worker's load is what it last reported to the
+/// registry plus the splices this gateway opened to it since, so a burst between two
+/// reports spreads out instead of piling onto the worker that looked idlest.
 #[derive(Debug)]
 pub struct RemoteWorker {
     id: String,
     address: String,
     capacity: u64,
+    /// Splices open now.
     conns: AtomicU64,
-    down_until: Mutex<Option<Instant>>,
+    /// Splices opened since the last registry report.
+    opened: AtomicU64,
+    state: Mutex<RemoteState>,
+}
+
+#[derive(Debug, Default)]
+struct RemoteState {
+    down_until: Option<Instant>,
+    /// The registry's last word on the worker; `None` for a configured worker.
+    reported: Option<WorkerLoad>,
 }
 
 impl RemoteWorker {
@@ -70,7 +89,27 @@ impl RemoteWorker {
             address: config.address.clone(),
             capacity: config.capacity,
             conns: AtomicU64::new(0),
-            down_until: Mutex::new(None),
+            opened: AtomicU64::new(0),
+            state: Mutex::new(RemoteState::default()),
+        }
+    }
+
+    /// A worker as the registry announced it; its load follows [`RemoteWorker::report`].
+    pub fn from_registry(info: &WorkerInfo) -> RemoteWorker {
+        RemoteWorker {
+            id: info.id.clone(),
+            address: info.address.clone(),
+            capacity: info.capacity,
+            conns: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            state: Mutex::new(RemoteState {
+                down_until: None,
+                reported: Some(WorkerLoad {
+                    conns: info.conns,
+                    capacity: info.capacity,
+                    draining: info.draining,
+                }),
+            }),
         }
     }
 
@@ -87,26 +126,49 @@ impl RemoteWorker {
         self.conns.load(Ordering::Relaxed)
     }
 
-    fn load(&self, now: Instant) -> Option<WorkerLoad> {
-        let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
-        if down.is_some_and(|until| now < until) {
+    fn state(&self) -> std::sync::MutexGuard<'_, RemoteState> {
+        // A panic while holding it leaves plain values behind: still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh registry report: the load it names already counts the splices opened
+    /// before it.
+    pub fn report(&self, load: WorkerLoad) {
+        let mut state = self.state();
+        state.reported = Some(load);
+        self.opened.store(0, Ordering::Relaxed);
+    }
+
+    /// The load routing uses; `None` while the worker is marked down.
+    pub fn load(&self, now: Instant) -> Option<WorkerLoad> {
+        let state = self.state();
+        if state.down_until.is_some_and(|until| now < until) {
             return None;
         }
-        Some(WorkerLoad {
-            conns: self.conns(),
-            capacity: self.capacity,
-            draining: false,
+        Some(match state.reported {
+            Some(reported) => WorkerLoad {
+                conns: reported
+                    .conns
+                    .saturating_add(self.opened.load(Ordering::Relaxed)),
+                ..reported
+            },
+            None => WorkerLoad {
+                conns: self.conns(),
+                capacity: self.capacity,
+                draining: false,
+            },
         })
     }
 
     /// The worker refused a connection: leave it out for [`REMOTE_DOWN_FOR`].
     pub fn mark_down(&self, now: Instant) {
-        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + REMOTE_DOWN_FOR);
+        self.state().down_until = Some(now + REMOTE_DOWN_FOR);
     }
 
     /// Counts one spliced connection until the guard drops.
     pub fn guard(self: &Arc<Self>) -> ConnGuard {
         self.conns.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         ConnGuard(self.clone())
     }
 }
@@ -147,17 +209,59 @@ impl Target {
 
 /// Every worker this gateway can route to.
 pub struct Router {
-    workers: Vec<Target>,
+    local: Vec<Arc<dyn LocalWorker>>,
+    configured: Vec<Arc<RemoteWorker>>,
+    /// `local`, then `configured` and the learned workers; replaced whole on a change.
+    workers: RwLock<Arc<[Target]>>,
 }
 
 impl Router {
-    pub fn new(local: Vec<Arc<dyn LocalWorker>>, remote: Vec<Arc<RemoteWorker>>) -> Router {
-        let workers = local
-            .into_iter()
+    pub fn new(local: Vec<Arc<dyn LocalWorker>>, configured: Vec<Arc<RemoteWorker>>) -> Router {
+        let router = Router {
+            local,
+            configured,
+            workers: RwLock::new(Arc::from(Vec::new())),
+        };
+        router.set_learned(&[]);
+        router
+    }
+
+    /// Whether `id` is a worker of this process.
+    pub fn is_local(&self, id: &str) -> bool {
+        self.local.iter().any(|w| w.id() == id)
+    }
+
+    /// Replaces the workers learned from the registry. A learned worker hides a
+    /// configured one of the same id: the registry knows its load and whether it drains.
+    pub fn set_learned(&self, learned: &[Arc<RemoteWorker>]) {
+        let workers: Vec<Target> = self
+            .local
+            .iter()
+            .cloned()
             .map(Target::Local)
-            .chain(remote.into_iter().map(Target::Remote))
+            .chain(
+                self.configured
+                    .iter()
+                    .filter(|c| !learned.iter().any(|l| l.id() == c.id()))
+                    .cloned()
+                    .map(Target::Remote),
+            )
+            .chain(learned.iter().cloned().map(Target::Remote))
             .collect();
-        Router { workers }
+        *self.workers.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(workers);
+    }
+
+    /// The current list: cheap, and unchanged by later updates.
+    fn workers(&self) -> Arc<[Target]> {
+        self.workers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The ids of every worker, routable or not, in list order.
+    pub fn ids(&self) -> Vec<String> {
+        self.workers().iter().map(|w| w.id().to_string()).collect()
     }
 
     /// The named worker when it can take the connection, else the lesser loaded of two
@@ -168,139 +272,59 @@ impl Router {
         exclude: Option<&str>,
         now: Instant,
     ) -> Option<Target> {
+        let workers = self.workers();
         if let Some(id) = sticky {
-            if let Some(target) = self
-                .workers
-                .iter()
-                .find(|w| w.id() == id && Some(id) != exclude)
-            {
+            if let Some(target) = workers.iter().find(|w| w.id() == id && Some(id) != exclude) {
                 if target.load(now).is_some() {
                     return Some(target.clone());
                 }
             }
         }
-        self.pick(|w| Some(w.id()) != exclude, now)
+        pick(&workers, |w| Some(w.id()) != exclude, now)
     }
 
     /// A remote worker other than `exclude`: the retry of a splice whose request is
     /// already bound for a remote hop.
     pub fn choose_remote(&self, exclude: &str, now: Instant) -> Option<Arc<RemoteWorker>> {
-        match self.pick(|w| matches!(w, Target::Remote(_)) && w.id() != exclude, now) {
+        let workers = self.workers();
+        match pick(
+            &workers,
+            |w| matches!(w, Target::Remote(_)) && w.id() != exclude,
+            now,
+        ) {
             Some(Target::Remote(worker)) => Some(worker),
             _ => None,
         }
     }
 
-    /// Power of two choices among the routable workers that pass `filter`.
-    fn pick(&self, filter: impl Fn(&Target) -> bool, now: Instant) -> Option<Target> {
-        let candidates: Vec<(&Target, f64)> = self
-            .workers
-            .iter()
-            .filter(|w| filter(w))
-            .filter_map(|w| w.load(now).map(|l| (w, l.ratio())))
-            .collect();
-        match candidates.len() {
-            0 => None,
-            1 => Some(candidates[0].0.clone()),
-            n => {
-                let mut rng = rand::rng();
-                let a = rng.random_range(0..n);
-                let b = (a + rng.random_range(1..n)) % n;
-                let pick = if candidates[b].1 < candidates[a].1 {
-                    b
-                } else {
-                    a
-                };
-                Some(candidates[pick].0.clone())
-            }
-        }
-    }
-
     pub fn any_routable(&self, now: Instant) -> bool {
-        self.workers.iter().any(|w| w.load(now).is_some())
+        self.workers().iter().any(|w| w.load(now).is_some())
+    }
+}
+
+/// Power of two choices among the routable `workers` that pass `filter`.
+fn pick(workers: &[Target], filter: impl Fn(&Target) -> bool, now: Instant) -> Option<Target> {
+    let candidates: Vec<(&Target, f64)> = workers
+        .iter()
+        .filter(|w| filter(w))
+        .filter_map(|w| w.load(now).map(|l| (w, l.ratio())))
+        .collect();
+    match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0].0.clone()),
+        n => {
+            let mut rng = rand::rng();
+            let a = rng.random_range(0..n);
+            let b = (a + rng.random_range(1..n)) % n;
+            let pick = if candidates[b].1 < candidates[a].1 {
+                b
+            } else {
+                a
+            };
+            Some(candidates[pick].0.clone())
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicBool;
-
-    use super::*;
-
-    struct Fake {
-        id: &'static str,
-        conns: u64,
-        draining: AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl LocalWorker for Fake {
-        fn id(&self) -> &str {
-            self.id
-        }
-        fn load(&self) -> WorkerLoad {
-            WorkerLoad {
-                conns: self.conns,
-                capacity: 100,
-                draining: self.draining.load(Ordering::Relaxed),
-            }
-        }
-        async fn handoff(
-            &self,
-            _req: hyper::Request<hyper::body::Incoming>,
-            _identity: Identity,
-        ) -> hyper::Response<Full<Bytes>> {
-            hyper::Response::new(Full::default())
-        }
-    }
-
-    fn fake(id: &'static str, conns: u64) -> Arc<Fake> {
-        Arc::new(Fake {
-            id,
-            conns,
-            draining: AtomicBool::new(false),
-        })
-    }
-
-    #[test]
-    fn two_choices_never_pick_the_most_loaded_of_two() {
-        let router = Router::new(vec![fake("busy", 90), fake("idle", 1)], vec![]);
-        let now = Instant::now();
-        for _ in 0..50 {
-            assert_eq!(router.choose(None, None, now).unwrap().id(), "idle");
-        }
-    }
-
-    #[test]
-    fn sticky_unless_draining() {
-        let busy = fake("busy", 90);
-        let router = Router::new(vec![busy.clone(), fake("idle", 1)], vec![]);
-        let now = Instant::now();
-        assert_eq!(router.choose(Some("busy"), None, now).unwrap().id(), "busy");
-        busy.draining.store(true, Ordering::Relaxed);
-        assert_eq!(router.choose(Some("busy"), None, now).unwrap().id(), "idle");
-        assert_eq!(router.choose(Some("gone"), None, now).unwrap().id(), "idle");
-    }
-
-    #[test]
-    fn down_remote_workers_are_skipped_and_guards_count() {
-        let remote = Arc::new(RemoteWorker::new(&RemoteWorkerConfig {
-            id: "r1".into(),
-            address: "127.0.0.1:1".into(),
-            capacity: 10,
-        }));
-        let router = Router::new(vec![], vec![remote.clone()]);
-        let now = Instant::now();
-        let guard = remote.guard();
-        assert_eq!(remote.conns(), 1);
-        drop(guard);
-        assert_eq!(remote.conns(), 0);
-        remote.mark_down(now);
-        assert!(router.choose(None, None, now).is_none());
-        assert!(!router.any_routable(now));
-        assert!(router.any_routable(now + REMOTE_DOWN_FOR));
-        assert!(router
-            .choose(None, Some("r1"), now + REMOTE_DOWN_FOR)
-            .is_none());
-    }
-}
+mod tests;

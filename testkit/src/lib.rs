@@ -7,9 +7,13 @@
 //!   [`Stack::api`] calls the HTTP API over TLS.
 //! - [`expect`] holds small waiting helpers over a [`Connection`].
 //! - [`proxy::Proxy`] sits between a client and a stack and cuts sockets on demand.
+//! - [`NatsServer`] and [`NatsCluster`] run real `nats-server` processes (JetStream,
+//!   temporary stores, random loopback ports) that tests can stop, kill, restart and
+//!   pause; they die with the value.
 
 pub mod api;
 pub mod expect;
+pub mod nats;
 pub mod proxy;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +23,7 @@ use switchyard_client::{ConnectError, ConnectOptions, Connection, TokenVia};
 use switchyard_protocol::frame::ServerFrame;
 
 pub use api::ApiResponse;
+pub use nats::{nats_server_path, NatsCluster, NatsOptions, NatsServer};
 
 /// How long a test waits for any one thing before failing.
 pub const WAIT: Duration = Duration::from_secs(10);

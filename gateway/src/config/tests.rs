@@ -11,6 +11,9 @@ const MINIMAL: &str = r#"
 fn minimal_config_gets_defaults() {
     let config = GatewayConfig::from_toml_str(MINIMAL).unwrap();
     assert_eq!(config.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!(config.registry, DEFAULT_USE_REGISTRY);
+    let off = MINIMAL.replace("plain = true", "plain = true\nregistry = false");
+    assert!(!GatewayConfig::from_toml_str(&off).unwrap().registry);
     assert_eq!(config.auth.leeway, Duration::from_secs(5));
     assert_eq!(
         config.limits.max_upgrades_per_sec_per_ip,

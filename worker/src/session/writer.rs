@@ -344,12 +344,9 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                     if cursor == from {
                         recovered &= page.recovered;
                     }
-                    let full = page.messages.len() == self.shared.config.catch_up_page;
-                    if let Some(last) = page.messages.last() {
-                        cursor = last.seq.unwrap_or(cursor);
-                    }
+                    cursor = cursor.max(page.scanned);
                     replay.extend(page.messages);
-                    if !full {
+                    if !page.more {
                         break;
                     }
                 }
@@ -451,7 +448,6 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                     .fetch_add(1, Ordering::Relaxed);
                 return self.close(CloseCode::SlowConsumer).await.map(Some);
             }
-            let full = page.messages.len() == page_size;
             self.shared
                 .stats
                 .replayed
@@ -467,7 +463,9 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             let Some(cursor) = self.state.cursors.get_mut(room) else {
                 return Ok(None);
             };
-            if !full && !cursor.lagged.load(Ordering::Acquire) {
+            // Messages the engine passed over (not JSON) are not waited for again.
+            cursor.last = cursor.last.max(page.scanned);
+            if !page.more && !cursor.lagged.load(Ordering::Acquire) {
                 return Ok(None);
             }
         }

@@ -1,0 +1,71 @@
+//! Subjects and keys the NATS engine uses (DESIGN "The path of a message"). Room names are
+//! validated tokens (PROTOCOL §2), so none of these can widen a subscription.
+
+use switchyard_protocol::{RoomName, UserId};
+
+/// Stored messages: `sy.room.<room>`, captured by the room stream.
+pub(super) const STORED_WILDCARD: &str = "sy.room.>";
+/// The stream republishes each stored message here with its seq.
+pub(super) const LIVE_WILDCARD: &str = "sy.live.room.>";
+/// Mesh-wide control events.
+pub(super) const CONTROL: &str = "sy.control";
+
+pub(super) fn stored(room: &RoomName) -> String {
+    format!("sy.room.{}", room.subject_suffix())
+}
+
+pub(super) fn live(room: &RoomName) -> String {
+    format!("sy.live.room.{}", room.subject_suffix())
+}
+
+pub(super) fn presence_events(room: &RoomName) -> String {
+    format!("sy.presence.{}", room.subject_suffix())
+}
+
+/// Presence key of one connection: `<room>.<user>.<conn>`.
+pub(super) fn presence_key(room: &RoomName, user: &UserId, conn: &str) -> String {
+    format!("{}.{user}.{conn}", room.subject_suffix())
+}
+
+/// Every presence entry of a room. `*.*` takes exactly a user and a conn, so the
+/// entries of room `a.b` never match room `a`.
+pub(super) fn presence_filter(bucket: &str, room: &RoomName) -> String {
+    format!("$KV.{bucket}.{}.*.*", room.subject_suffix())
+}
+
+/// Every presence entry of one user in a room.
+pub(super) fn user_presence_filter(bucket: &str, room: &RoomName, user: &UserId) -> String {
+    format!("$KV.{bucket}.{}.{user}.*", room.subject_suffix())
+}
+
+/// Leader elections of a stream: the live feed may have lost messages across one.
+pub(super) fn leader_elected(stream: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{stream}")
+}
+
+pub(super) mod headers {
+    pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
+    pub(crate) const SEQUENCE: &str = "Nats-Sequence";
+    pub(crate) const LAST_SEQUENCE: &str = "Nats-Last-Sequence";
+    pub(crate) const FROM: &str = "Sy-From";
+    pub(crate) const TS: &str = "Sy-Ts";
+    pub(crate) const TRACEPARENT: &str = "traceparent";
+    pub(crate) const KV_OPERATION: &str = "KV-Operation";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_of_plain_and_inbox_rooms() {
+        let room = RoomName::parse("chat.1").unwrap();
+        let inbox = RoomName::parse("@bob").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        assert_eq!(stored(&room), "sy.room.chat.1");
+        assert_eq!(live(&inbox), "sy.live.room._inbox.bob");
+        assert_eq!(presence_key(&room, &bob, "c_1"), "chat.1.bob.c_1");
+        assert_eq!(presence_filter("b", &room), "$KV.b.chat.1.*.*");
+        assert_eq!(user_presence_filter("b", &room, &bob), "$KV.b.chat.1.bob.*");
+    }
+}
