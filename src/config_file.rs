@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use switchyard_broker::nats::NatsConfig;
 
 pub const ENV_PREFIX: &str = "SWITCHYARD__";
 
@@ -62,6 +63,32 @@ fn set(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::
     }
     at.insert(last.clone(), value);
     Ok(())
+}
+
+/// Reads a role's file and takes its `[nats]` table out: the broker is the binary's to
+/// build, the rest is the role's. No `[nats]` table means the memory engine.
+pub fn read_role(path: &Path) -> anyhow::Result<(String, Option<NatsConfig>)> {
+    let text = read_with_env(path)?;
+    let mut table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let nats = match table.remove("nats") {
+        None => None,
+        Some(value) => {
+            let config: NatsConfig = value
+                .try_into()
+                .with_context(|| format!("{}: the [nats] table is not valid", path.display()))?;
+            let problems = config.problems("nats.");
+            anyhow::ensure!(
+                problems.is_empty(),
+                "{}: {}",
+                path.display(),
+                problems.join("; ")
+            );
+            Some(config)
+        }
+    };
+    Ok((toml::to_string(&table)?, nats))
 }
 
 #[cfg(test)]

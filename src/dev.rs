@@ -1,5 +1,6 @@
-//! `switchyard dev`: a gateway and N workers in one process on the memory engine, with
-//! TLS from the dev CA. The gateway hands upgrades to the workers in-process.
+//! `switchyard dev`: a gateway and N workers in one process, with TLS from the dev CA.
+//! The gateway hands upgrades to the workers in-process. The broker is the memory
+//! engine, or NATS (`--nats URL`, or `--cluster` to start a local nats-server).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +11,10 @@ use anyhow::Context;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
+use switchyard_broker::nats::{NatsBroker, NatsConfig};
 use switchyard_broker::Broker;
 use switchyard_gateway::{ApiKey, Gateway, GatewayDeps, GatewaySettings, LocalWorker, Verifier};
+use switchyard_protocol::RoomName;
 use switchyard_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -33,6 +36,8 @@ pub struct DevOptions {
     /// Settings every worker starts from; ids are `w1`..`wN`.
     pub worker: WorkerConfig,
     pub memory: MemoryConfig,
+    /// Run on NATS instead of the memory engine.
+    pub nats: Option<NatsConfig>,
 }
 
 impl DevOptions {
@@ -47,6 +52,7 @@ impl DevOptions {
             plain: false,
             worker: WorkerConfig::default(),
             memory: MemoryConfig::default(),
+            nats: None,
         }
     }
 }
@@ -56,7 +62,9 @@ pub struct DevStack {
     pub addr: SocketAddr,
     pub state: DevState,
     pub workers: Vec<Worker>,
-    pub broker: Arc<MemoryBroker>,
+    pub broker: Arc<dyn Broker>,
+    /// The memory engine, when it is the broker (tests switch it off to fake an outage).
+    pub memory: Option<Arc<MemoryBroker>>,
     pub plain: bool,
     gateway_stop: CancellationToken,
     gateway: JoinHandle<()>,
@@ -73,7 +81,19 @@ impl DevStack {
             )
         })?;
         let addr = listener.local_addr()?;
-        let broker = Arc::new(MemoryBroker::new(options.memory.clone()));
+        let (broker, memory): (Arc<dyn Broker>, _) = match &options.nats {
+            Some(config) => {
+                let config = NatsConfig {
+                    name: Some("switchyard-dev".into()),
+                    ..config.clone()
+                };
+                (NatsBroker::connect(config).await?, None)
+            }
+            None => {
+                let memory = Arc::new(MemoryBroker::new(options.memory.clone()));
+                (memory.clone(), Some(memory))
+            }
+        };
         let verifier = Arc::new(Verifier::hs256(state.jwt_secret.as_bytes()));
         let mut workers = Vec::new();
         for i in 1..=options.workers {
@@ -83,9 +103,11 @@ impl DevStack {
             };
             let worker = Worker::start(
                 config,
-                broker.clone() as Arc<dyn Broker>,
+                broker.clone(),
                 Some(Arc::new(GatewayVerifier(verifier.clone()))),
             )?;
+            // In the registry for all to see; no address: only this process hands over.
+            worker.advertise(String::new());
             workers.push(worker);
         }
         let tls = if options.plain {
@@ -101,7 +123,7 @@ impl DevStack {
         let mut settings = GatewaySettings::new(tls, verifier);
         settings.api_key = Some(ApiKey::new(state.api_key.as_bytes()));
         let deps = GatewayDeps {
-            broker: Some(broker.clone() as Arc<dyn Broker>),
+            broker: Some(broker.clone()),
             local_workers: workers
                 .iter()
                 .map(|w| Arc::new(InProcessWorker(w.clone())) as Arc<dyn LocalWorker>)
@@ -120,6 +142,7 @@ impl DevStack {
             state,
             workers,
             broker,
+            memory,
             plain: options.plain,
             gateway_stop,
             gateway,
@@ -135,6 +158,13 @@ impl DevStack {
             }
             addr => format!("{scheme}://{addr}/ws"),
         }
+    }
+
+    /// The store's current epoch.
+    pub async fn epoch(&self) -> anyhow::Result<String> {
+        // Any room answers with the store's epoch.
+        let room = RoomName::parse("epoch").expect("a valid room name");
+        Ok(self.broker.history(&room, 0, 0).await?.epoch.to_string())
     }
 
     /// Drains every worker (clients get `reconnect` and 1012), then stops the gateway.

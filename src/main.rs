@@ -9,11 +9,13 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchyard::dev::{DevOptions, DevStack, DEFAULT_LISTEN, DEFAULT_STATE_DIR};
 use switchyard::dev_state::{self, DevState};
+use switchyard::local_nats::LocalNats;
 use switchyard::roles::WorkerRoleConfig;
 use switchyard::token::{mint_hs256, parse_ttl, TokenRequest};
 use switchyard::usage;
 use switchyard::wiring::GatewayVerifier;
-use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
+use switchyard_broker::memory::MemoryConfig;
+use switchyard_broker::nats::NatsConfig;
 use switchyard_gateway::{GatewayConfig, GatewayDeps, GatewaySettings, Verifier};
 use switchyard_worker::Worker;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +49,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a gateway and workers in one process on the memory engine, with a dev CA,
+    /// Run a gateway and workers in one process (memory engine, or NATS), with a dev CA,
     /// JWT secret and API key kept in --state-dir.
     Dev(DevArgs),
     /// Run a gateway alone (TLS, tokens, routing to the workers of its config).
@@ -87,9 +89,9 @@ struct DevArgs {
     /// Address of the public listener.
     #[arg(long, default_value = DEFAULT_LISTEN, env = "SWITCHYARD_LISTEN")]
     listen: std::net::SocketAddr,
-    /// Number of workers in the process.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    workers: u16,
+    /// Number of workers in the process [default: 1, or 2 with --cluster].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
     /// Where the dev CA (ca.pem), JWT secret (jwt.secret) and API key (api.key) live.
     #[arg(long, default_value = DEFAULT_STATE_DIR, env = "SWITCHYARD_STATE_DIR")]
     state_dir: PathBuf,
@@ -99,6 +101,13 @@ struct DevArgs {
     /// Retained messages per room.
     #[arg(long, default_value_t = switchyard_broker::memory::DEFAULT_HISTORY_SIZE)]
     history_size: usize,
+    /// Run on NATS JetStream at this URL instead of the memory engine.
+    #[arg(long, env = "SWITCHYARD_NATS", conflicts_with = "cluster")]
+    nats: Option<String>,
+    /// Start a local nats-server (needs it installed) and run 2 workers on it, to watch
+    /// a cross-worker fan-out.
+    #[arg(long)]
+    cluster: bool,
 }
 
 #[derive(Args)]
@@ -201,7 +210,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let mut options = DevOptions::new(args.state_dir.clone());
     options.listen = args.listen;
-    options.workers = usize::from(args.workers);
+    options.workers = usize::from(args.workers.unwrap_or(if args.cluster { 2 } else { 1 }));
     options.plain = args.plain;
     options.memory = MemoryConfig {
         history_size: args.history_size,
@@ -210,11 +219,28 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     if args.plain {
         warn!("serving plain WebSocket without TLS: only behind a TLS-terminating proxy on a private network");
     }
+    // Kept alive until the end: dropping it stops the server.
+    let mut local_nats = None;
+    if args.cluster {
+        let nats = LocalNats::start(&args.state_dir).await?;
+        info!(url = %nats.url, "started a local nats-server with JetStream");
+        options.nats = Some(NatsConfig {
+            url: nats.url.clone(),
+            ..NatsConfig::default()
+        });
+        local_nats = Some(nats);
+    } else if let Some(url) = &args.nats {
+        options.nats = Some(NatsConfig {
+            url: url.clone(),
+            ..NatsConfig::default()
+        });
+    }
     let stack = DevStack::start(options).await?;
     print_banner(&stack, &args)?;
     wait_for_signal().await;
     info!("draining: clients are told to reconnect");
     stack.drain(Duration::from_secs(10)).await;
+    drop(local_nats);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -248,7 +274,7 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
         format!("--cacert {dir}/{} ", dev_state::CA_FILE)
     };
     println!(
-        "Switchyard dev: gateway + {} worker(s) on the memory engine\n\
+        "Switchyard dev: gateway + {} worker(s) on the {} engine\n\
          \n  url      {}\n  ca       {dir}/{}\n  api key  {dir}/{}\n  token    {token}\n\
          \n(the token is for user \"dev\": it may subscribe to every room and publish anywhere, for 24h)\n\
          \nTry it: run this in two terminals, type a line in one, see it in both:\n\
@@ -256,6 +282,7 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
          \nPublish from a backend through the HTTP API:\n\
          \n  curl -s {ca}-H \"Authorization: Bearer $(cat {dir}/{})\" -d '{{\"room\":\"lobby\",\"data\":{{\"text\":\"hello from curl\"}}}}' {https}/api/v1/publish\n",
         stack.workers.len(),
+        stack.broker.engine(),
         stack.url(),
         dev_state::CA_FILE,
         dev_state::API_KEY_FILE,
@@ -265,7 +292,7 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
 }
 
 async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
-    let text = switchyard::config_file::read_with_env(&args.config).map_err(usage)?;
+    let (text, nats) = switchyard::config_file::read_role(&args.config).map_err(usage)?;
     let config = GatewayConfig::from_toml_str(&text)
         .with_context(|| {
             format!(
@@ -283,6 +310,13 @@ async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
     if config.plain {
         warn!("serving plain WebSocket without TLS: only behind a TLS-terminating proxy on a private network");
     }
+    let broker = match nats {
+        Some(nats) => Some(switchyard::roles::broker(Some(nats), "switchyard-gateway").await?),
+        None => {
+            warn!("no [nats] table: the HTTP API answers 503 and only [[workers]] from the file are routed to");
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -293,28 +327,42 @@ async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal().await;
         stop.cancel();
     });
-    switchyard_gateway::run(config, listener, GatewayDeps::default(), shutdown).await?;
+    let deps = GatewayDeps {
+        broker,
+        local_workers: Vec::new(),
+    };
+    switchyard_gateway::run(config, listener, deps, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
-    let config = WorkerRoleConfig::from_file(&args.config).map_err(usage)?;
+    let (config, nats) = WorkerRoleConfig::from_file(&args.config).map_err(usage)?;
     let verifier = Arc::new(Verifier::from_config(&config.auth).map_err(usage)?);
-    if args.check_config {
-        println!("{}: ok", args.config.display());
-        return Ok(ExitCode::SUCCESS);
-    }
     let listen = config
         .worker
         .listen
-        .context("worker.listen: required to run a worker alone")?;
+        .context("worker.listen: required to run a worker alone")
+        .map_err(usage)?;
     let secret_file = config
         .worker
         .identity_secret_file
         .clone()
-        .context("worker.identity_secret_file: required to run a worker alone")?;
-    let secret: Arc<[u8]> = Arc::from(dev_state::read_line(&secret_file)?.into_bytes());
-    let broker = Arc::new(MemoryBroker::new(MemoryConfig::default()));
+        .context("worker.identity_secret_file: required to run a worker alone")
+        .map_err(usage)?;
+    let secret: Arc<[u8]> = Arc::from(
+        dev_state::read_line(&secret_file)
+            .map_err(usage)?
+            .into_bytes(),
+    );
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if nats.is_none() {
+        warn!("no [nats] table: this worker runs on its own memory broker, sharing nothing with other processes");
+    }
+    let broker =
+        switchyard::roles::broker(nats, &format!("switchyard-{}", config.worker.id)).await?;
     let worker = Worker::start(
         config.worker,
         broker,

@@ -2,12 +2,17 @@
 //!
 //! A worker's file has a `[worker]` table and an `[auth]` table (the same keys as the
 //! gateway's, so that workers can check `refresh` tokens); a gateway's file is the
-//! gateway's own configuration.
+//! gateway's own configuration. Either may have a `[nats]` table: the NATS engine, the
+//! only one that lets separate processes share rooms, presence and the registry.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
+use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
+use switchyard_broker::nats::{NatsBroker, NatsConfig};
+use switchyard_broker::Broker;
 use switchyard_gateway::config::AuthConfig;
 use switchyard_worker::WorkerConfig;
 
@@ -19,12 +24,30 @@ pub struct WorkerRoleConfig {
 }
 
 impl WorkerRoleConfig {
-    /// Reads the file with `SWITCHYARD__*` overrides and validates every key.
-    pub fn from_file(path: &Path) -> anyhow::Result<WorkerRoleConfig> {
-        let text = crate::config_file::read_with_env(path)?;
+    /// Reads the file with `SWITCHYARD__*` overrides and validates every key; the
+    /// `[nats]` table, if any, comes back beside it.
+    pub fn from_file(path: &Path) -> anyhow::Result<(WorkerRoleConfig, Option<NatsConfig>)> {
+        let (text, nats) = crate::config_file::read_role(path)?;
         let config: WorkerRoleConfig = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid worker configuration", path.display()))?;
         config.worker.validate()?;
-        Ok(config)
+        Ok((config, nats))
     }
+}
+
+/// The broker a role runs on: NATS when configured, else a memory broker of its own.
+pub async fn broker(
+    nats: Option<NatsConfig>,
+    client_name: &str,
+) -> anyhow::Result<Arc<dyn Broker>> {
+    Ok(match nats {
+        Some(config) => {
+            let config = NatsConfig {
+                name: Some(config.name.unwrap_or_else(|| client_name.into())),
+                ..config
+            };
+            NatsBroker::connect(config).await? as Arc<dyn Broker>
+        }
+        None => Arc::new(MemoryBroker::new(MemoryConfig::default())),
+    })
 }

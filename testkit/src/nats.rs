@@ -258,11 +258,8 @@ impl NatsServer {
     }
 
     fn fail(&self, what: &str) -> ! {
-        panic!(
-            "nats-server {} {what}; its log:\n{}",
-            self.options.name.as_deref().unwrap_or(""),
-            self.log_tail()
-        )
+        let name = self.options.name.as_deref().unwrap_or("(unnamed)");
+        panic!("nats-server {name} {what}; its log:\n{}", self.log_tail())
     }
 }
 

@@ -303,7 +303,7 @@ async fn a_message_over_the_brokers_limit_is_too_large_and_not_stored() {
 async fn a_broker_outage_answers_unavailable_and_stores_nothing() {
     let stack = Stack::start().await;
     let (mut conn, _) = stack.connect(&stack.token("alice", &["r"], &["r"])).await;
-    stack.dev.broker.set_down(true);
+    stack.dev.memory.as_ref().unwrap().set_down(true);
     send(&conn, r#"{"op":"pub","room":"r","data":1,"ref":"p"}"#).await;
     assert_eq!(
         next_error(&mut conn).await,
@@ -322,7 +322,7 @@ async fn a_broker_outage_answers_unavailable_and_stores_nothing() {
         )
         .await;
     assert_eq!((api.status, api.error()), (503, "unavailable".into()));
-    stack.dev.broker.set_down(false);
+    stack.dev.memory.as_ref().unwrap().set_down(false);
     // The same ref, retried after the outage, is stored once.
     let seq = publish(&mut conn, "r", "1", "p").await;
     assert_eq!(publish(&mut conn, "r", "1", "p").await, seq);

@@ -103,7 +103,7 @@ async fn a_fresh_session_replays_from_since_with_no_gap_and_no_duplicate() {
         seqs.push(publish(&mut bob, "lobby", &i.to_string(), &i.to_string()).await);
     }
     let (mut alice, _) = stack.connect(&stack.token("alice", &["lobby"], &[])).await;
-    let epoch = stack.dev.broker.epoch().to_string();
+    let epoch = stack.dev.epoch().await.unwrap();
     send(
         &alice,
         &format!(
@@ -149,7 +149,7 @@ async fn recovered_is_false_when_history_is_gone_or_the_epoch_or_seq_is_foreign(
     for i in 0..6 {
         seqs.push(publish(&mut bob, "r", &i.to_string(), &i.to_string()).await);
     }
-    let epoch = stack.dev.broker.epoch().to_string();
+    let epoch = stack.dev.epoch().await.unwrap();
     let token = stack.token("alice", &["r"], &[]);
     // History after seqs[0] was partly dropped: what is retained is replayed.
     let (mut a, _) = stack.connect(&token).await;

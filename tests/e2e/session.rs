@@ -28,7 +28,7 @@ async fn publish_is_acked_with_its_seq_and_delivered_to_every_subscriber() {
     let (mut bob, _) = stack.connect(&stack.token("bob", &["lobby"], &[])).await;
     assert_eq!(
         subscribe(&mut alice, "lobby").await,
-        (0, stack.dev.broker.epoch().to_string(), true, 0)
+        (0, stack.dev.epoch().await.unwrap(), true, 0)
     );
     subscribe(&mut bob, "lobby").await;
     let seq = publish(&mut alice, "lobby", r#"{"text":"hi","n":[1, 2.50]}"#, "p1").await;

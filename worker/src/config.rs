@@ -9,6 +9,8 @@ use serde::Deserialize;
 use switchyard_protocol::limits;
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// How often a worker refreshes its registry entry (below the registry's TTL).
+pub const DEFAULT_ANNOUNCE_EVERY: Duration = Duration::from_secs(3);
 pub const DEFAULT_OUTBOX_CAPACITY: usize = 256;
 pub const DEFAULT_PUBLISH_RATE: u32 = 100;
 pub const DEFAULT_PUBLISH_BURST: u32 = 200;
@@ -29,6 +31,10 @@ pub struct WorkerConfig {
     pub id: String,
     /// Internal listener that gateways hand connections to (absent in `dev`).
     pub listen: Option<SocketAddr>,
+    /// The address gateways dial, when it is not `listen` (behind NAT, `0.0.0.0`).
+    pub advertise: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub announce_every: Duration,
     /// File holding the HMAC secret shared with gateways, for signed identities.
     pub identity_secret_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
@@ -60,6 +66,8 @@ impl Default for WorkerConfig {
         WorkerConfig {
             id: "w1".into(),
             listen: None,
+            advertise: None,
+            announce_every: DEFAULT_ANNOUNCE_EVERY,
             identity_secret_file: None,
             heartbeat: limits::DEFAULT_HEARTBEAT,
             session_ttl: limits::DEFAULT_SESSION_TTL,
@@ -117,6 +125,14 @@ impl WorkerConfig {
         check(
             !self.session_ttl.is_zero(),
             "worker.session_ttl: must be greater than 0".into(),
+        );
+        check(
+            self.announce_every >= Duration::from_millis(100),
+            "worker.announce_every: must be at least 100ms".into(),
+        );
+        check(
+            self.listen.is_none_or(|l| !l.ip().is_unspecified()) || self.advertise.is_some(),
+            "worker.advertise: required when worker.listen is a wildcard address".into(),
         );
         check(
             self.max_connections > 0,

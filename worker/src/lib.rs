@@ -17,6 +17,7 @@ pub mod config;
 mod control;
 mod drain;
 pub mod listener;
+mod registry;
 mod room;
 mod session;
 pub mod stats;
@@ -112,6 +113,14 @@ impl Worker {
 
     pub fn id(&self) -> &str {
         &self.shared.id
+    }
+
+    /// Announces this worker in the broker's registry until it stops: `address` is where
+    /// gateways hand connections over, empty for a worker reached only in-process.
+    pub fn advertise(&self, address: String) {
+        self.shared
+            .tracker
+            .spawn(registry::announce(self.shared.clone(), address));
     }
 
     pub fn load(&self) -> Load {

@@ -31,6 +31,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let tracker = worker.shared.tracker.clone();
+    let address = match (&worker.shared.config.advertise, listener.local_addr()) {
+        (Some(advertise), _) => advertise.clone(),
+        (None, Ok(local)) => local.to_string(),
+        (None, Err(err)) => {
+            warn!(error = %err, "cannot read the listener's address: not announcing");
+            String::new()
+        }
+    };
+    if !address.is_empty() {
+        worker.advertise(address);
+    }
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -17,9 +17,14 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 const NODES: usize = 3;
 /// Each JetStream API request during the readiness poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Each node's connect and request in [`NatsCluster::stream_leader`]: short, as tests
+/// poll it through elections, when requests go unanswered.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(100);
 /// The stream created and deleted to prove that the cluster can place R3 streams.
 const PROBE: &str = "TESTKIT_READY";
+/// JetStream's `err_code` for "stream not found".
+const STREAM_NOT_FOUND: u64 = 10059;
 
 #[derive(Debug)]
 pub struct NatsCluster {
@@ -101,10 +106,10 @@ impl NatsCluster {
     pub async fn stream_leader(&self, stream: &str) -> Option<usize> {
         let subject = format!("$JS.API.STREAM.INFO.{stream}");
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let Ok(client) = connect(node.url()).await else {
+            let Ok(client) = connect(node.url(), LEADER_TIMEOUT).await else {
                 continue;
             };
-            let Ok(info) = request(&client, &subject, "").await else {
+            let Ok(info) = request(&client, &subject, "", LEADER_TIMEOUT).await else {
                 continue;
             };
             let leader = info.get("cluster")?.get("leader")?.as_str()?;
@@ -117,7 +122,7 @@ impl NatsCluster {
     /// all three peers), then deletes it.
     async fn wait_for_jetstream(&self) {
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        let client = connect(self.server_addrs())
+        let client = connect(self.server_addrs(), REQUEST_TIMEOUT)
             .await
             .unwrap_or_else(|err| self.fail(&format!("no client connection: {err}")));
         let create = format!("$JS.API.STREAM.CREATE.{PROBE}");
@@ -131,8 +136,13 @@ impl NatsCluster {
         let delete = format!("$JS.API.STREAM.DELETE.{PROBE}");
         let mut step = (&create, config.as_str());
         loop {
-            match request(&client, step.0, step.1).await {
-                Ok(_) if step.0 == &delete => return,
+            match request(&client, step.0, step.1, REQUEST_TIMEOUT).await {
+                // Not found: an earlier delete went through but its reply was lost.
+                Ok(_)
+                | Err(ApiError::Refused {
+                    code: STREAM_NOT_FOUND,
+                    ..
+                }) if step.0 == &delete => return,
                 Ok(_) => step = (&delete, ""),
                 Err(err) if Instant::now() >= deadline => self.fail(&format!(
                     "no JetStream cluster within {CLUSTER_TIMEOUT:?}: {err}"
@@ -181,27 +191,55 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 async fn connect(
     addrs: impl async_nats::ToServerAddrs,
+    wait: Duration,
 ) -> Result<Client, async_nats::ConnectError> {
     async_nats::ConnectOptions::new()
-        .connection_timeout(REQUEST_TIMEOUT)
-        .request_timeout(Some(REQUEST_TIMEOUT))
+        .connection_timeout(wait)
+        .request_timeout(Some(wait))
         .connect(addrs)
         .await
 }
 
-/// A JetStream API request; its reply's `error` becomes `Err`.
-async fn request(client: &Client, subject: &str, body: &str) -> Result<serde_json::Value, String> {
+/// Why a JetStream API request gave no answer.
+#[derive(Debug)]
+enum ApiError {
+    /// No reply (timeout, no responders, connection trouble) or an unreadable one.
+    NoAnswer(String),
+    /// The reply's `error`.
+    Refused { code: u64, error: serde_json::Value },
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::NoAnswer(why) => f.write_str(why),
+            ApiError::Refused { error, .. } => write!(f, "refused: {error}"),
+        }
+    }
+}
+
+/// A JetStream API request; its reply's `error` becomes [`ApiError::Refused`].
+async fn request(
+    client: &Client,
+    subject: &str,
+    body: &str,
+    wait: Duration,
+) -> Result<serde_json::Value, ApiError> {
+    let no_answer = |why: String| ApiError::NoAnswer(format!("{subject}: {why}"));
     let reply = timeout(
-        REQUEST_TIMEOUT,
+        wait,
         client.request(subject.to_owned(), body.to_owned().into()),
     )
     .await
-    .map_err(|_| format!("{subject}: no reply within {REQUEST_TIMEOUT:?}"))?
-    .map_err(|err| format!("{subject}: {err}"))?;
-    let value: serde_json::Value = serde_json::from_slice(&reply.payload)
-        .map_err(|err| format!("{subject}: reply is not JSON: {err}"))?;
-    match value.get("error") {
-        Some(error) => Err(format!("{subject}: {error}")),
+    .map_err(|_| no_answer(format!("no reply within {wait:?}")))?
+    .map_err(|err| no_answer(err.to_string()))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&reply.payload)
+        .map_err(|err| no_answer(format!("reply is not JSON: {err}")))?;
+    match value.get_mut("error").map(serde_json::Value::take) {
+        Some(error) => Err(ApiError::Refused {
+            code: error["err_code"].as_u64().unwrap_or_default(),
+            error,
+        }),
         None => Ok(value),
     }
 }
