@@ -33,8 +33,9 @@ pub struct DevOptions {
     pub state_dir: PathBuf,
     /// Serve plain `ws://` instead of TLS (behind a TLS-terminating proxy only).
     pub plain: bool,
-    /// Settings every worker starts from; ids are `w1`..`wN`.
+    /// Settings every worker starts from; ids are `<prefix>1`..`<prefix>N`.
     pub worker: WorkerConfig,
+    pub worker_prefix: String,
     pub memory: MemoryConfig,
     /// Run on NATS instead of the memory engine.
     pub nats: Option<NatsConfig>,
@@ -51,6 +52,7 @@ impl DevOptions {
             state_dir,
             plain: false,
             worker: WorkerConfig::default(),
+            worker_prefix: "w".into(),
             memory: MemoryConfig::default(),
             nats: None,
         }
@@ -98,7 +100,7 @@ impl DevStack {
         let mut workers = Vec::new();
         for i in 1..=options.workers {
             let config = WorkerConfig {
-                id: format!("w{i}"),
+                id: format!("{}{i}", options.worker_prefix),
                 ..options.worker.clone()
             };
             let worker = Worker::start(

@@ -381,3 +381,17 @@ async fn nats_drops_backend_payloads_that_are_not_json() {
     assert_eq!(seqs(&h.messages), [good.sequence]);
     assert_eq!(h.scanned, good.sequence);
 }
+
+#[tokio::test]
+async fn nats_starts_again_on_what_it_created() {
+    let server = switchyard_testkit::NatsServer::start().await;
+    let config = NatsConfig {
+        url: server.url(),
+        ..NatsConfig::default()
+    };
+    let first = NatsBroker::connect(config.clone()).await.unwrap();
+    let second = NatsBroker::connect(config)
+        .await
+        .expect("a second worker accepts the same setup");
+    assert_eq!(first.epoch(), second.epoch());
+}

@@ -39,6 +39,25 @@ impl Stack {
         Stack::start_with(|_| {}).await
     }
 
+    /// A stack on the NATS engine at `url`; its workers are `<prefix>1`.. so that
+    /// several stacks can share one NATS.
+    pub async fn start_nats(
+        url: &str,
+        prefix: &str,
+        adjust: impl FnOnce(&mut DevOptions),
+    ) -> Stack {
+        let (url, prefix) = (url.to_string(), prefix.to_string());
+        Stack::start_with(move |o| {
+            o.nats = Some(switchyard_broker::nats::NatsConfig {
+                url,
+                ..Default::default()
+            });
+            o.worker_prefix = prefix;
+            adjust(o);
+        })
+        .await
+    }
+
     /// Lets the test adjust the options (workers, worker config, history size).
     pub async fn start_with(adjust: impl FnOnce(&mut DevOptions)) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");

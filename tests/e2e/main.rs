@@ -6,6 +6,7 @@ mod auth;
 mod client;
 mod drain;
 mod limits;
+mod mesh;
 mod resume;
 mod roles;
 mod session;

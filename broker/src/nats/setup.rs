@@ -59,6 +59,9 @@ fn bucket_config(config: &NatsConfig, bucket: &str, ttl: Duration) -> stream::Co
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_age: ttl,
+        // Explicit, as the server would fill it in (2 minutes, at most the TTL): an
+        // unset value would read back as a difference on the next start.
+        duplicate_window: ttl.min(Duration::from_secs(120)),
         num_replicas: config.replicas,
         storage: storage(config),
         discard: DiscardPolicy::New,
