@@ -16,6 +16,7 @@
 pub mod config;
 mod control;
 mod drain;
+mod fanout;
 pub mod listener;
 mod registry;
 mod room;
@@ -97,7 +98,12 @@ impl Worker {
         let shared = Arc::new(Shared {
             id: Arc::from(config.id.as_str()),
             permits: Arc::new(Semaphore::new(config.max_connections)),
-            rooms: Rooms::new(broker.clone(), tracker.clone(), stats.clone()),
+            rooms: Rooms::new(
+                broker.clone(),
+                tracker.clone(),
+                stats.clone(),
+                config.catch_up_page,
+            ),
             config,
             broker,
             verifier,

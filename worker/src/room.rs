@@ -1,25 +1,19 @@
-//! Rooms with local members, and the fan-out of each room's live feed to them.
-//!
-//! A worker holds one live feed per room that has local members: taken with the first
-//! member, dropped with the last. Each message is encoded once into a [`RoomFrame`] and
-//! the same `Arc` is offered to every member's outbox with `try_send`. A full outbox
-//! never blocks the room: the member is marked lagged and catches up from the store at
-//! its own pace (PROTOCOL §4).
+//! Rooms with local members. A worker holds one live feed per room that has local
+//! members: taken with the first member, dropped with the last; [`crate::fanout`] runs
+//! it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
-use futures_util::StreamExt;
-use switchyard_broker::{Broker, BrokerError, LiveEvent, LiveFeed};
-use switchyard_protocol::frame::{encode_msg, ServerFrame};
+use switchyard_broker::{Broker, BrokerError};
 use switchyard_protocol::RoomName;
 use tokio::sync::{mpsc, Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, trace};
 
-use crate::session::outbox::{OutItem, RoomFrame};
+use crate::fanout::FanOut;
+use crate::session::outbox::OutItem;
 use crate::stats::Stats;
 
 /// One session's place in a room.
@@ -30,8 +24,8 @@ pub(crate) struct Member {
     pub(crate) wake: Arc<Notify>,
 }
 
-struct LocalRoom {
-    members: RwLock<HashMap<Arc<str>, Member>>,
+pub(crate) struct LocalRoom {
+    pub(crate) members: RwLock<HashMap<Arc<str>, Member>>,
     feed: OnceCell<CancellationToken>,
 }
 
@@ -40,6 +34,8 @@ pub(crate) struct Rooms {
     rooms: Mutex<HashMap<RoomName, Arc<LocalRoom>>>,
     tracker: TaskTracker,
     stats: Arc<Stats>,
+    /// Messages read from the store per page when filling a gap.
+    page: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -48,12 +44,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Rooms {
-    pub(crate) fn new(broker: Arc<dyn Broker>, tracker: TaskTracker, stats: Arc<Stats>) -> Rooms {
+    pub(crate) fn new(
+        broker: Arc<dyn Broker>,
+        tracker: TaskTracker,
+        stats: Arc<Stats>,
+        page: usize,
+    ) -> Rooms {
         Rooms {
             broker,
             rooms: Mutex::new(HashMap::new()),
             tracker,
             stats,
+            page,
         }
     }
 
@@ -87,14 +89,19 @@ impl Rooms {
             .feed
             .get_or_try_init(|| async {
                 let feed = self.broker.live(room).await?;
+                // Read after the feed is subscribed and before any member takes its
+                // subscription point: the room forwards everything after this head.
+                let head = self.broker.history(room, 0, 0).await?.head;
                 let stop = CancellationToken::new();
-                self.tracker.spawn(fan_out(
+                let fan_out = FanOut::new(
                     room.clone(),
                     Arc::downgrade(&local),
-                    feed,
-                    stop.clone(),
+                    self.broker.clone(),
                     self.stats.clone(),
-                ));
+                    self.page,
+                    head,
+                );
+                self.tracker.spawn(fan_out.run(feed, stop.clone()));
                 Ok::<_, BrokerError>(stop)
             })
             .await;
@@ -123,85 +130,5 @@ impl Rooms {
     /// Rooms with local members (for gauges).
     pub(crate) fn len(&self) -> usize {
         lock(&self.rooms).len()
-    }
-}
-
-async fn fan_out(
-    room: RoomName,
-    local: std::sync::Weak<LocalRoom>,
-    mut feed: LiveFeed,
-    stop: CancellationToken,
-    stats: Arc<Stats>,
-) {
-    debug!(room = %room, "live feed started");
-    loop {
-        let event = tokio::select! {
-            _ = stop.cancelled() => break,
-            event = feed.next() => match event {
-                Some(event) => event,
-                None => break,
-            },
-        };
-        let Some(local) = local.upgrade() else { break };
-        let members = local.members.read().unwrap_or_else(|e| e.into_inner());
-        match event {
-            LiveEvent::Msg(msg) => {
-                let frame = Arc::new(RoomFrame {
-                    room: room.clone(),
-                    seq: msg.seq,
-                    prev: msg.prev,
-                    line: encode_msg(room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data),
-                });
-                trace!(room = %room, seq = ?msg.seq, members = members.len(), "fan-out");
-                for member in members.values() {
-                    match member.outbox.try_send(OutItem::Msg(frame.clone())) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) if frame.seq.is_some() => {
-                            stats.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
-                            member.lagged.store(true, Ordering::Release);
-                            member.wake.notify_one();
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            stats.ephemeral_drops.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    }
-                }
-            }
-            LiveEvent::Join { user, .. } => {
-                let line = ServerFrame::Join {
-                    room: room.as_str().into(),
-                    user: user.as_str().into(),
-                }
-                .encode();
-                offer_event(&room, &members, line);
-            }
-            LiveEvent::Leave { user, .. } => {
-                let line = ServerFrame::Leave {
-                    room: room.as_str().into(),
-                    user: user.as_str().into(),
-                }
-                .encode();
-                offer_event(&room, &members, line);
-            }
-            LiveEvent::Lagged => {
-                // The feed itself lost events: every member checks the room against the store.
-                for member in members.values() {
-                    member.lagged.store(true, Ordering::Release);
-                    member.wake.notify_one();
-                }
-            }
-        }
-    }
-    debug!(room = %room, "live feed stopped");
-}
-
-/// Presence events are not stored: a full outbox loses them, as it loses ephemerals.
-fn offer_event(room: &RoomName, members: &HashMap<Arc<str>, Member>, line: bytes::Bytes) {
-    for member in members.values() {
-        let _ = member.outbox.try_send(OutItem::RoomEvent {
-            room: room.clone(),
-            line: line.clone(),
-        });
     }
 }

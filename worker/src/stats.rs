@@ -8,7 +8,9 @@ pub struct Stats {
     pub slow_consumer_drops: AtomicU64,
     /// Ephemeral messages lost to a full outbox.
     pub ephemeral_drops: AtomicU64,
-    /// Catch-ups from the store (lag, gap or resume).
+    /// Gaps in a room's live feed filled from the store, once per worker.
+    pub room_fills: AtomicU64,
+    /// Catch-ups from the store by one session (lag, gap or resume).
     pub catch_ups: AtomicU64,
     /// Messages delivered from the store during catch-up and replay.
     pub replayed: AtomicU64,

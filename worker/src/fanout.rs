@@ -1,0 +1,194 @@
+//! The fan-out of one room's live feed to the worker's local members.
+//!
+//! Each message is encoded once into a [`RoomFrame`] and the same `Arc` is offered to
+//! every member's outbox with `try_send`. A full outbox never blocks the room: the
+//! member is marked lagged and catches up from the store at its own pace (PROTOCOL §4).
+//!
+//! The room keeps the last seq it forwarded. A message whose `prev` is past it, or a
+//! [`LiveEvent::Lagged`] from the feed, means the feed lost something (a NATS
+//! reconnect, a leader change): the room reads the missing messages from the store once
+//! and forwards them before going on, so its members see one unbroken chain instead of
+//! each reading the store itself (DESIGN "The path of a message", step 4).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use futures_util::StreamExt;
+use switchyard_broker::{Broker, LiveEvent, LiveFeed, Message};
+use switchyard_protocol::frame::{encode_msg, ServerFrame};
+use switchyard_protocol::RoomName;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace};
+
+use crate::room::{LocalRoom, Member};
+use crate::session::outbox::{OutItem, RoomFrame};
+use crate::stats::Stats;
+
+pub(crate) struct FanOut {
+    room: RoomName,
+    local: Weak<LocalRoom>,
+    broker: Arc<dyn Broker>,
+    stats: Arc<Stats>,
+    page: usize,
+    /// The last seq forwarded (the room's head when the feed started).
+    last: u64,
+}
+
+impl FanOut {
+    pub(crate) fn new(
+        room: RoomName,
+        local: Weak<LocalRoom>,
+        broker: Arc<dyn Broker>,
+        stats: Arc<Stats>,
+        page: usize,
+        head: u64,
+    ) -> FanOut {
+        FanOut {
+            room,
+            local,
+            broker,
+            stats,
+            page,
+            last: head,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut feed: LiveFeed, stop: CancellationToken) {
+        debug!(room = %self.room, "live feed started");
+        loop {
+            let event = tokio::select! {
+                _ = stop.cancelled() => break,
+                event = feed.next() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            if self.local.strong_count() == 0 {
+                break;
+            }
+            match event {
+                LiveEvent::Msg(msg) => self.on_msg(&msg).await,
+                LiveEvent::Join { user, .. } => {
+                    let line = ServerFrame::Join {
+                        room: self.room.as_str().into(),
+                        user: user.as_str().into(),
+                    };
+                    self.offer_event(line.encode());
+                }
+                LiveEvent::Leave { user, .. } => {
+                    let line = ServerFrame::Leave {
+                        room: self.room.as_str().into(),
+                        user: user.as_str().into(),
+                    };
+                    self.offer_event(line.encode());
+                }
+                LiveEvent::Lagged => self.fill(None).await,
+            }
+        }
+        debug!(room = %self.room, "live feed stopped");
+    }
+
+    async fn on_msg(&mut self, msg: &Message) {
+        let Some(seq) = msg.seq else {
+            return self.forward(msg, None);
+        };
+        if seq <= self.last {
+            return; // forwarded already, or from before the feed started
+        }
+        if msg.prev.is_some_and(|prev| prev > self.last) {
+            self.fill(msg.prev).await;
+        }
+        // The chain as the members saw it: after a fill, `last` is this message's prev.
+        let prev = msg.prev.or(Some(self.last));
+        self.forward(msg, prev);
+        self.last = seq;
+    }
+
+    /// Reads the store from `last` (through `until`, or to the head) and forwards what
+    /// the feed lost. On failure every member checks the room itself.
+    async fn fill(&mut self, until: Option<u64>) {
+        let mut last = self.last;
+        self.stats.room_fills.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let page = match self.broker.history(&self.room, last, self.page).await {
+                Ok(page) => page,
+                Err(err) => {
+                    debug!(room = %self.room, error = %err, "gap fill failed: members catch up themselves");
+                    return self.mark_all_lagged();
+                }
+            };
+            for msg in &page.messages {
+                let Some(seq) = msg.seq else { continue };
+                self.forward(msg, Some(last));
+                last = seq;
+            }
+            last = last.max(page.scanned);
+            self.last = last;
+            if !page.more || until.is_some_and(|until| last >= until) {
+                return;
+            }
+        }
+    }
+
+    fn forward(&self, msg: &Message, prev: Option<u64>) {
+        let Some(local) = self.local.upgrade() else {
+            return;
+        };
+        let frame = Arc::new(RoomFrame {
+            room: self.room.clone(),
+            seq: msg.seq,
+            prev,
+            line: encode_msg(self.room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data),
+        });
+        let members = local.members.read().unwrap_or_else(|e| e.into_inner());
+        trace!(room = %self.room, seq = ?msg.seq, members = members.len(), "fan-out");
+        for member in members.values() {
+            match member.outbox.try_send(OutItem::Msg(frame.clone())) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) if frame.seq.is_some() => {
+                    self.stats
+                        .slow_consumer_drops
+                        .fetch_add(1, Ordering::Relaxed);
+                    member.lagged.store(true, Ordering::Release);
+                    member.wake.notify_one();
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.stats.ephemeral_drops.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    fn members(&self) -> Option<Arc<LocalRoom>> {
+        self.local.upgrade()
+    }
+
+    fn mark_all_lagged(&self) {
+        let Some(local) = self.members() else { return };
+        for member in local
+            .members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            member.lagged.store(true, Ordering::Release);
+            member.wake.notify_one();
+        }
+    }
+
+    /// Presence events are not stored: a full outbox loses them, as it loses ephemerals.
+    fn offer_event(&self, line: bytes::Bytes) {
+        let Some(local) = self.members() else { return };
+        let members: &HashMap<Arc<str>, Member> =
+            &local.members.read().unwrap_or_else(|e| e.into_inner());
+        for member in members.values() {
+            let _ = member.outbox.try_send(OutItem::RoomEvent {
+                room: self.room.clone(),
+                line: line.clone(),
+            });
+        }
+    }
+}
