@@ -51,12 +51,14 @@ pub(crate) async fn handle(
 }
 
 /// What a `/ws` path asks for.
-struct WsPath {
-    worker: Option<String>,
-    conn: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsPath {
+    pub worker: Option<String>,
+    pub conn: Option<String>,
 }
 
-fn parse_path(path: &str) -> Option<WsPath> {
+/// `/ws`, or `/ws/{worker}/{conn}` with two plain segments; anything else is `None`.
+pub fn parse_path(path: &str) -> Option<WsPath> {
     if path == "/ws" {
         return Some(WsPath {
             worker: None,

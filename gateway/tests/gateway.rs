@@ -983,3 +983,109 @@ async fn config_files_load_into_a_serving_gateway() {
     gw.task.abort();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// Hostile clients: slow handshakes are cut, oversized input is refused, and none of it
+// disturbs other clients.
+
+impl TestGateway {
+    async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        self.connector.connect(name, tcp).await.unwrap()
+    }
+}
+
+/// Reads until the peer closes; returns what it sent and how long that took.
+async fn until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> (Vec<u8>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, started.elapsed()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the gateway kept a stalled connection open for 5 s"),
+        }
+    }
+}
+
+fn short_handshakes(settings: &mut GatewaySettings) {
+    settings.handshake_timeout = std::time::Duration::from_millis(300);
+}
+
+#[tokio::test]
+async fn a_client_that_never_starts_tls_is_cut_at_the_handshake_timeout() {
+    let gateway = start(short_handshakes, with_workers(vec![TestWorker::new("w1")])).await;
+    let mut tcp = TcpStream::connect(gateway.addr).await.unwrap();
+    let (_, took) = until_closed(&mut tcp).await;
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "cut after {took:?}"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_slowloris_request_head_is_cut_and_others_are_served() {
+    let gateway = start(short_handshakes, with_workers(vec![TestWorker::new("w1")])).await;
+    let mut slow = gateway.raw_tls().await;
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        // One header byte every 100 ms: it never completes within the timeout.
+        for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if slow.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let healthy = async {
+        let res = gateway
+            .send(empty(
+                Request::get("/healthz").header(header::HOST, "localhost"),
+            ))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    };
+    tokio::join!(trickle, healthy);
+    let (_, took) = until_closed(&mut slow).await;
+    assert!(took < std::time::Duration::from_secs(3));
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused_without_harm() {
+    let gateway = start(|_| {}, with_workers(vec![TestWorker::new("w1")])).await;
+    let mut big = gateway.raw_tls().await;
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let (answer, _) = until_closed(&mut big).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "{text}"
+    );
+    // An oversized token inside the limit is just an invalid token.
+    let huge_token = format!(
+        "{}.{}.{}",
+        "e".repeat(4000),
+        "f".repeat(4000),
+        "g".repeat(4000)
+    );
+    let res = gateway.send(empty(bearer(ws("/ws"), &huge_token))).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken).await;
+    let res = gateway
+        .send(empty(
+            Request::get("/healthz").header(header::HOST, "localhost"),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    gateway.stop().await;
+}
