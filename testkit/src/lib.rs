@@ -12,7 +12,9 @@
 //!   pause; they die with the value.
 
 pub mod api;
+pub mod checker;
 pub mod expect;
+pub mod mesh;
 pub mod nats;
 pub mod proxy;
 
