@@ -17,6 +17,7 @@ mod decode;
 mod history;
 mod live;
 mod presence;
+mod reaper;
 mod registry;
 mod setup;
 mod subjects;
@@ -131,6 +132,19 @@ impl NatsBroker {
             timeout: config.request_timeout,
         };
         let stop = CancellationToken::new();
+        let reaper = reaper::Reaper {
+            client: client.clone(),
+            kv: buckets.presence.clone(),
+            stream: presence.stream.clone(),
+            holder: format!(
+                "{}-{}",
+                config.name.as_deref().unwrap_or("switchyard"),
+                async_nats::Client::new_inbox(&client)
+            ),
+            every: config.presence_ttl / 2,
+            timeout: config.request_timeout,
+        };
+        tokio::spawn(reaper.run(stop.clone()));
         tokio::spawn(Presence::refresh(
             buckets.presence.clone(),
             presence.held.clone(),

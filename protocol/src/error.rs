@@ -45,6 +45,16 @@ impl ErrorCode {
         }
     }
 
+    /// Whether the client caused it. Only these count against a connection's error
+    /// budget: `unavailable` and `internal` are the server's, and a client that retries
+    /// through an outage is doing what it was told (PROTOCOL §2).
+    pub fn is_client_fault(self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::NoWorker
+        )
+    }
+
     /// The HTTP status this code is answered with outside a WebSocket.
     pub fn http_status(self) -> u16 {
         match self {

@@ -371,3 +371,21 @@ async fn invalid_utf8_is_a_bad_frame_and_the_connection_stays() {
     assert_eq!(next_error(&mut conn).await.0, "bad_frame");
     ping(&mut conn, "open").await;
 }
+
+#[tokio::test]
+async fn unavailable_answers_are_not_strikes() {
+    let stack = Stack::start_with(|o| o.worker.max_strikes = 3).await;
+    let (mut conn, _) = stack.connect(&stack.token("alice", &[], &["r"])).await;
+    stack.dev.memory.as_ref().unwrap().set_down(true);
+    for i in 0..10 {
+        send(
+            &conn,
+            &format!(r#"{{"op":"pub","room":"r","data":{i},"ref":"{i}"}}"#),
+        )
+        .await;
+        assert_eq!(next_error(&mut conn).await.0, "unavailable");
+    }
+    stack.dev.memory.as_ref().unwrap().set_down(false);
+    publish(&mut conn, "r", "1", "after").await;
+    ping(&mut conn, "still-open").await;
+}

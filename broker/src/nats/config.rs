@@ -16,6 +16,9 @@ pub const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_REVOCATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_MAX_ACK_INFLIGHT: usize = 4096;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a starting process keeps trying to set the NATS side up (a fresh cluster
+/// elects its leaders while every pod starts at once).
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +71,8 @@ pub struct NatsConfig {
     pub max_ack_inflight: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub setup_timeout: Duration,
 }
 
 impl Default for NatsConfig {
@@ -90,6 +95,7 @@ impl Default for NatsConfig {
             revocation_ttl: DEFAULT_REVOCATION_TTL,
             max_ack_inflight: DEFAULT_MAX_ACK_INFLIGHT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            setup_timeout: DEFAULT_SETUP_TIMEOUT,
         }
     }
 }

@@ -35,6 +35,7 @@ pub(super) async fn feed(kv: &Store, ttl: Duration) -> Result<RegistryFeed, Brok
         .await
         .map_err(|e| unavailable("watch the registry", e))?;
     struct State {
+        kv: Store,
         watch: async_nats::jetstream::kv::Watch,
         seen: HashMap<String, Instant>,
         tick: tokio::time::Interval,
@@ -42,6 +43,7 @@ pub(super) async fn feed(kv: &Store, ttl: Duration) -> Result<RegistryFeed, Brok
         queue: std::collections::VecDeque<RegistryEvent>,
     }
     let state = State {
+        kv: kv.clone(),
         watch,
         seen: HashMap::new(),
         tick: tokio::time::interval(ttl / 4),
@@ -81,8 +83,22 @@ pub(super) async fn feed(kv: &Store, ttl: Duration) -> Result<RegistryFeed, Brok
                     let expired: Vec<String> =
                         s.seen.iter().filter(|(_, at)| now.duration_since(**at) > ttl).map(|(id, _)| id.clone()).collect();
                     for id in expired {
-                        s.seen.remove(&id);
-                        s.queue.push_back(RegistryEvent::Gone(id));
+                        // Only the store can say an entry expired: if the bucket cannot
+                        // answer (its own leader election), nobody is declared gone.
+                        match s.kv.entry(id.as_str()).await {
+                            Ok(Some(entry)) if entry.operation == Operation::Put => {
+                                // Refreshed after all (our watch was behind): age from the store.
+                                let stored_ns = entry.created.unix_timestamp_nanos();
+                                let now_ns = super::decode::now_ms() as i128 * 1_000_000;
+                                let age = Duration::from_nanos((now_ns - stored_ns).clamp(0, i128::from(u64::MAX)) as u64);
+                                s.seen.insert(id, Instant::now().checked_sub(age).unwrap_or_else(Instant::now));
+                            }
+                            Ok(_) => {
+                                s.seen.remove(&id);
+                                s.queue.push_back(RegistryEvent::Gone(id));
+                            }
+                            Err(err) => tracing::debug!(error = %err, "registry unreadable: keeping {id}"),
+                        }
                     }
                 }
             }

@@ -78,18 +78,24 @@ pub(super) async fn ensure(
     js: &jetstream::Context,
     config: &NatsConfig,
 ) -> Result<(stream::Stream, Buckets), BrokerError> {
-    let rooms = ensure_stream(js, room_stream_config(config)).await?;
+    let deadline = tokio::time::Instant::now() + config.setup_timeout;
+    let rooms = patiently(deadline, || ensure_stream(js, room_stream_config(config))).await?;
     for (bucket, ttl) in [
         (PRESENCE_BUCKET, config.presence_ttl),
         (REGISTRY_BUCKET, config.registry_ttl),
         (REVOKED_BUCKET, config.revocation_ttl),
     ] {
-        ensure_stream(js, bucket_config(config, bucket, ttl)).await?;
+        patiently(deadline, || {
+            ensure_stream(js, bucket_config(config, bucket, ttl))
+        })
+        .await?;
     }
-    let open = |bucket: &'static str| async move {
-        js.get_key_value(bucket)
-            .await
-            .map_err(|e| BrokerError::Unavailable(format!("cannot open KV bucket {bucket}: {e}")))
+    let open = |bucket: &'static str| {
+        patiently(deadline, move || async move {
+            js.get_key_value(bucket).await.map_err(|e| {
+                BrokerError::Unavailable(format!("cannot open KV bucket {bucket}: {e}"))
+            })
+        })
     };
     let buckets = Buckets {
         presence: open(PRESENCE_BUCKET).await?,
@@ -97,6 +103,32 @@ pub(super) async fn ensure(
         revoked: open(REVOKED_BUCKET).await?,
     };
     Ok((rooms, buckets))
+}
+
+/// Retries what failed for a passing reason (a request timed out, a stream another
+/// process just created has no leader yet: every pod of a fresh cluster starts at once)
+/// until `deadline`. A conflict is not retried.
+async fn patiently<T, F, Fut>(
+    deadline: tokio::time::Instant,
+    mut attempt: F,
+) -> Result<T, BrokerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BrokerError>>,
+{
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Err(BrokerError::Unavailable(why))
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(error = %why, retry_in = ?pause, "NATS setup not possible yet, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(3));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn ensure_stream(

@@ -184,12 +184,14 @@ impl Reader<'_> {
     }
 
     async fn reject(&mut self, err: FrameError) {
-        let now = Instant::now();
-        if now.duration_since(self.limits.strikes_since) > STRIKE_WINDOW {
-            self.limits.strikes = 0;
-            self.limits.strikes_since = now;
+        if err.code.is_client_fault() {
+            let now = Instant::now();
+            if now.duration_since(self.limits.strikes_since) > STRIKE_WINDOW {
+                self.limits.strikes = 0;
+                self.limits.strikes_since = now;
+            }
+            self.limits.strikes += 1;
         }
-        self.limits.strikes += 1;
         trace!(code = err.code.as_str(), "frame rejected");
         self.send(OutItem::Line(err.to_server_frame().encode()))
             .await;
