@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use rand::Rng;
+use rand::RngExt;
 use switchyard_protocol::frame::Member;
 use switchyard_protocol::{RoomName, UserId};
 use tokio::sync::broadcast;

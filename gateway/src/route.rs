@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use rand::Rng as _;
+use rand::RngExt as _;
 use switchyard_broker::WorkerInfo;
 use switchyard_protocol::Identity;
 

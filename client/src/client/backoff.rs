@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use switchyard_protocol::limits::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 
 #[derive(Debug, Clone)]

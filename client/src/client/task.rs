@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 use switchyard_protocol::{ClientFrame, CloseCode, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
@@ -43,7 +42,7 @@ pub(crate) async fn run(
         commands,
         events,
         shared,
-        rng: StdRng::from_os_rng(),
+        rng: rand::make_rng(),
         resume: None,
         requests: BTreeMap::new(),
         next_ref: 1,

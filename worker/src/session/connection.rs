@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use fastwebsockets::upgrade::UpgradeFut;
 use fastwebsockets::{Frame, Payload};
-use rand::Rng;
+use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
 use tokio::sync::{mpsc, watch, Notify};

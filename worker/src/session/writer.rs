@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
-use rand::Rng;
+use rand::RngExt;
 use switchyard_broker::BrokerError;
 use switchyard_protocol::frame::{encode_msg, ServerFrame};
 use switchyard_protocol::limits::REFRESH_NOTICE;
