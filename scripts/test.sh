@@ -2,7 +2,9 @@
 # Installs what the tests need on a fresh machine, then runs every test.
 # The tests need Rust and nats-server (the testkit starts real nats-server processes;
 # everything else they talk to, such as TLS, WebSocket clients, gateways, workers and
-# loopback proxies, is started by the tests themselves).
+# loopback proxies, is started by the tests themselves). The browser client (client/js)
+# needs Node.js 18+ and its npm dev-dependencies (`npm ci`: typescript, playwright-core);
+# the browser test (tests/browser) drives Debian's chromium through playwright-core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,28 +13,62 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# nats-server: the testkit looks on PATH, then at Debian's /usr/sbin/nats-server.
-if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+# Installs Debian packages, as root or through sudo; `apt-get update` runs once.
+apt_updated=0
+apt_install() {
+  local what="$1"
+  shift
+  local as_root
   if [ "$(id -u)" -eq 0 ]; then
     as_root=()
   elif command -v sudo >/dev/null 2>&1; then
     as_root=(sudo)
   else
-    echo "error: nats-server is not installed and this is not root with no sudo: install it (apt-get install nats-server, or https://github.com/nats-io/nats-server/releases) and run this again" >&2
+    echo "error: $what is not installed and this is not root with no sudo: install it (apt-get install $*) and run this again" >&2
     exit 1
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: nats-server is not installed and there is no apt-get: install it from https://github.com/nats-io/nats-server/releases and run this again" >&2
+    echo "error: $what is not installed and there is no apt-get: install it and run this again" >&2
     exit 1
   fi
-  echo "installing nats-server with apt-get" >&2
+  echo "installing $what with apt-get" >&2
   # (The ${a[@]+...} form keeps an empty array from tripping `set -u` in older bash.)
-  ${as_root[@]+"${as_root[@]}"} apt-get update
-  ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server
+  if [ "$apt_updated" -eq 0 ]; then
+    ${as_root[@]+"${as_root[@]}"} apt-get update
+    apt_updated=1
+  fi
+  ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
+# nats-server: the testkit looks on PATH, then at Debian's /usr/sbin/nats-server.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  apt_install nats-server nats-server
   if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     echo "error: apt-get installed no nats-server binary (looked on PATH and at /usr/sbin/nats-server)" >&2
     exit 1
   fi
 fi
+
+# Node.js and npm, for the browser client's build and tests.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install "Node.js and npm" nodejs npm
+fi
+
+# Chromium for tests/browser (it skips, saying so, only when no Chromium is found).
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium chromium
+fi
+
+# The browser client: its dev-dependencies exactly as locked, then its unit tests
+# (which also check that the committed dist/ matches a fresh build). npm has been seen
+# to leave a package out of node_modules once (TAR_ENTRY_ERROR): check, retry once.
+npm_ci() {
+  npm ci --no-audit --no-fund && [ -x node_modules/.bin/tsc ] && [ -d node_modules/playwright-core ]
+}
+(
+  cd client/js
+  npm_ci || { echo "npm ci left node_modules incomplete; once more" >&2; npm_ci; }
+  npm test
+)
 
 cargo test --workspace --locked "$@"

@@ -1,6 +1,7 @@
 //! `switchyard dev`: a gateway and N workers in one process, with TLS from the dev CA.
 //! The gateway hands upgrades to the workers in-process. The broker is the memory
-//! engine, or NATS (`--nats URL`, or `--cluster` to start a local nats-server).
+//! engine, or NATS (`--nats URL`, or `--cluster` to start a local nats-server). The
+//! gateway serves the demo page at `/demo`, with tokens minted by [`demo_settings`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,14 +14,18 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
 use switchyard_broker::nats::{NatsBroker, NatsConfig};
 use switchyard_broker::Broker;
-use switchyard_gateway::{ApiKey, Gateway, GatewayDeps, GatewaySettings, LocalWorker, Verifier};
-use switchyard_protocol::RoomName;
+use switchyard_gateway::demo::{DEMO_ROOM_PATTERNS, DEMO_TOKEN_TTL};
+use switchyard_gateway::{
+    ApiKey, DemoSettings, Gateway, GatewayDeps, GatewaySettings, LocalWorker, Verifier,
+};
+use switchyard_protocol::{RoomName, UserId};
 use switchyard_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::dev_state::DevState;
+use crate::token::{mint_hs256, TokenRequest};
 use crate::wiring::{GatewayVerifier, InProcessWorker};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -39,6 +44,8 @@ pub struct DevOptions {
     pub memory: MemoryConfig,
     /// Run on NATS instead of the memory engine.
     pub nats: Option<NatsConfig>,
+    /// Serve the demo page at `/demo` (and mint its tokens at `/demo/token`).
+    pub demo: bool,
 }
 
 impl DevOptions {
@@ -55,6 +62,7 @@ impl DevOptions {
             worker_prefix: "w".into(),
             memory: MemoryConfig::default(),
             nats: None,
+            demo: true,
         }
     }
 }
@@ -68,6 +76,8 @@ pub struct DevStack {
     /// The memory engine, when it is the broker (tests switch it off to fake an outage).
     pub memory: Option<Arc<MemoryBroker>>,
     pub plain: bool,
+    /// The gateway serves the demo page.
+    pub demo: bool,
     gateway_stop: CancellationToken,
     gateway: JoinHandle<()>,
 }
@@ -124,6 +134,9 @@ impl DevStack {
         };
         let mut settings = GatewaySettings::new(tls, verifier);
         settings.api_key = Some(ApiKey::new(state.api_key.as_bytes()));
+        if options.demo {
+            settings.demo = Some(demo_settings(&state.jwt_secret));
+        }
         let deps = GatewayDeps {
             broker: Some(broker.clone()),
             local_workers: workers
@@ -146,6 +159,7 @@ impl DevStack {
             broker,
             memory,
             plain: options.plain,
+            demo: options.demo,
             gateway_stop,
             gateway,
         })
@@ -160,6 +174,16 @@ impl DevStack {
             }
             addr => format!("{scheme}://{addr}/ws"),
         }
+    }
+
+    /// The demo page's URL (`https://localhost:8443/demo`), when it is served.
+    pub fn demo_url(&self) -> Option<String> {
+        let url = self.url();
+        let page = url
+            .replacen("wss://", "https://", 1)
+            .replacen("ws://", "http://", 1);
+        self.demo
+            .then(|| format!("{}/demo", page.trim_end_matches("/ws")))
     }
 
     /// The store's current epoch.
@@ -180,4 +204,24 @@ impl DevStack {
         self.gateway_stop.cancel();
         let _ = self.gateway.await;
     }
+}
+
+/// The demo's settings: tokens for any valid user id, for the demo rooms (`lobby`,
+/// `chat.>`), valid for [`DEMO_TOKEN_TTL`], signed with the dev HS256 secret.
+pub fn demo_settings(jwt_secret: &str) -> DemoSettings {
+    let secret = jwt_secret.to_string();
+    let rooms: Vec<String> = DEMO_ROOM_PATTERNS.iter().map(|p| p.to_string()).collect();
+    DemoSettings::new(Arc::new(move |user: &str| {
+        UserId::parse(user).map_err(|e| e.to_string())?;
+        mint_hs256(
+            secret.as_bytes(),
+            &TokenRequest {
+                user: user.to_string(),
+                sub: rooms.clone(),
+                publish: rooms.clone(),
+                ttl: DEMO_TOKEN_TTL,
+            },
+        )
+        .map_err(|e| e.to_string())
+    }))
 }

@@ -273,9 +273,13 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
     } else {
         format!("--cacert {dir}/{} ", dev_state::CA_FILE)
     };
+    let demo = stack
+        .demo_url()
+        .map(|url| format!("  demo     {url}  (open it in two browser tabs)\n"))
+        .unwrap_or_default();
     println!(
         "Switchyard dev: gateway + {} worker(s) on the {} engine\n\
-         \n  url      {}\n  ca       {dir}/{}\n  api key  {dir}/{}\n  token    {token}\n\
+         \n  url      {}\n{demo}  ca       {dir}/{}\n  api key  {dir}/{}\n  token    {token}\n\
          \n(the token is for user \"dev\": it may subscribe to every room and publish anywhere, for 24h)\n\
          \nTry it: run this in two terminals, type a line in one, see it in both:\n\
          \n  {chat} --user alice\n\

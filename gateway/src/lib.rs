@@ -17,6 +17,7 @@
 //!   registry and swaps the router's list of workers, with their reported load and
 //!   draining state, as workers come, change and go.
 //! - [`api`]: the backend API of PROTOCOL §6 on the same listener, over the broker.
+//! - [`demo`]: the demo page and its token endpoint, only with [`DemoSettings`] (dev mode).
 //! - [`error`]: refusals tagged by source and mapped to status and log level in one place.
 //!
 //! [`Gateway::serve`] owns the accept loop: a semaphore permit before each accept, one
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod ratelimit;
 pub mod registry;
@@ -53,6 +55,7 @@ use tracing::Instrument as _;
 pub use api::ApiKey;
 pub use auth::{AuthError, Verifier, VerifierOptions, VerifyingKey};
 pub use config::{GatewayConfig, LimitsConfig, RemoteWorkerConfig};
+pub use demo::{DemoSettings, MintToken};
 pub use error::{ErrorSource, GatewayError, Rejection};
 pub use route::{LocalWorker, WorkerLoad};
 pub use switchyard_protocol::VerifiedToken;
@@ -83,6 +86,8 @@ pub struct GatewaySettings {
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub limits: LimitsConfig,
+    /// Serve the demo page under `/demo` (dev mode only; never from a config file).
+    pub demo: Option<DemoSettings>,
 }
 
 impl GatewaySettings {
@@ -98,6 +103,7 @@ impl GatewaySettings {
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: config::DEFAULT_CONNECT_TIMEOUT,
             limits: LimitsConfig::default(),
+            demo: None,
         }
     }
 
@@ -129,6 +135,7 @@ impl GatewaySettings {
             handshake_timeout: config.handshake_timeout,
             connect_timeout: config.connect_timeout,
             limits: config.limits.clone(),
+            demo: None,
         })
     }
 }
@@ -167,6 +174,7 @@ pub(crate) struct Shared {
     pub(crate) identity_secret: Option<Arc<[u8]>>,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_api_body_bytes: usize,
+    pub(crate) demo: Option<DemoSettings>,
     /// Cancelled when the gateway stops accepting.
     pub(crate) shutdown: CancellationToken,
     /// Spliced connections and their worker-side HTTP connections.
@@ -224,6 +232,7 @@ impl Gateway {
             identity_secret: settings.identity_secret,
             connect_timeout: settings.connect_timeout,
             max_api_body_bytes: limits.max_api_body_bytes,
+            demo: settings.demo,
             shutdown: CancellationToken::new(),
             splices: TaskTracker::new(),
             splice_stop: CancellationToken::new(),

@@ -1,7 +1,7 @@
 //! The inbound side: one HTTP/1.1 service per client connection. Upgrades on `/ws` are
 //! checked in the order of PROTOCOL §1 (400, 401, 429, 503), stripped of the token and
-//! handed to a worker; `/healthz`, `/readyz` and the API of [`crate::api`] share the
-//! listener.
+//! handed to a worker; `/healthz`, `/readyz`, the API of [`crate::api`] and, in dev
+//! mode, the page of [`crate::demo`] share the listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::auth::extract_token;
 use crate::config::is_segment;
 use crate::error::{json_response, Rejection};
 use crate::route::Target;
-use crate::{api, now_secs, splice, Shared};
+use crate::{api, demo, now_secs, splice, Shared};
 
 /// How long a client told `no_worker` should wait before trying again.
 pub const NO_WORKER_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -41,6 +41,9 @@ pub(crate) async fn handle(
     }
     if path.starts_with("/api/") {
         return api::handle(&shared, req).await;
+    }
+    if let Some(demo) = shared.demo.as_ref().filter(|_| demo::is_demo_path(path)) {
+        return demo::handle(demo, req).await;
     }
     match path {
         "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),

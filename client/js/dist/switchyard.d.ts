@@ -1,0 +1,2 @@
+// Types of switchyard.js (tsc's declarations of src/).
+export * from "./types/index.js";

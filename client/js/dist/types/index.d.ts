@@ -1,0 +1,12 @@
+export { Client, Subscription, DEFAULT_MAX_FRAME_BYTES, DEFAULT_WELCOME_TIMEOUT_MS, MIN_HEARTBEAT_MS, RESUME_ATTEMPTS, MAX_BATCH_CHARS, } from "./client.js";
+export type { ClientOptions, SubscribeOptions, SubscriptionHandlers, TokenProvider } from "./client.js";
+export { Backoff, BACKOFF_MAX_MS, BACKOFF_MIN_MS, jitter } from "./backoff.js";
+export { ClosedError, DisconnectedError, InvalidArgumentError, ServerError } from "./errors.js";
+export { Emitter } from "./events.js";
+export type { ClientEvents, ClientState, ClosedEvent, ConnectedEvent, ConnectingEvent, DisconnectedEvent, ErrorEvent, Listener, Message, PresenceEvent, ReconnectingEvent, RefreshRequiredEvent, RefreshedEvent, RoomEvent, StateEvent, SubscribedEvent, } from "./events.js";
+export { AUTH_SUBPROTOCOL_PREFIX, CloseCode, SUBPROTOCOL, encodeClientFrames, parseServerText, shouldReconnect, } from "./frames.js";
+export type { ClientFrame, ErrorCode, Json, Member, Parsed, ServerFrame, WelcomeFrame } from "./frames.js";
+export { Rooms, isValidRoom, MAX_ROOM_BYTES } from "./rooms.js";
+export type { Verdict } from "./rooms.js";
+export { redactUrl, resumeUrl } from "./resume.js";
+export type { Timers, WebSocketConstructor, WebSocketLike } from "./transport.js";

@@ -1,0 +1,35 @@
+// What the client needs from its environment: a WebSocket implementation and timers.
+// Browsers (and Node 22+) have both globally; tests and older Node pass their own
+// (for example the `ws` package's `WebSocket`).
+
+/** The part of the WHATWG `WebSocket` the client uses. Event parameters are loose so that the browser's class and `ws`'s fit. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** `WebSocket.OPEN`. */
+export const OPEN = 1;
+
+/** Timers, replaceable by tests. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const defaultTimers: Timers = {
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/** The global `WebSocket`, if this environment has one. */
+export function globalWebSocket(): WebSocketConstructor | undefined {
+  return (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+}
