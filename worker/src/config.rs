@@ -59,6 +59,17 @@ pub struct WorkerConfig {
     pub leeway: Duration,
     pub catch_up_page: usize,
     pub max_batch_bytes: usize,
+    /// Deliberate faults, for chaos tests only: they make this worker wrong on purpose
+    /// so that a test can show the history checker notices.
+    pub fault_injection: FaultInjection,
+}
+
+/// Ways to break a worker on purpose (chaos tests prove the checker catches them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultInjection {
+    /// Deliver past gaps instead of filling them from the store.
+    pub skip_gap_fill: bool,
 }
 
 impl Default for WorkerConfig {
@@ -82,6 +93,7 @@ impl Default for WorkerConfig {
             leeway: limits::DEFAULT_LEEWAY,
             catch_up_page: DEFAULT_CATCH_UP_PAGE,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            fault_injection: FaultInjection::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use futures_util::StreamExt;
-use switchyard_broker::{Broker, LiveEvent, LiveFeed, Message};
+use switchyard_broker::{LiveEvent, LiveFeed, Message};
 use switchyard_protocol::frame::{encode_msg, ServerFrame};
 use switchyard_protocol::RoomName;
 use tokio::sync::mpsc;
@@ -25,33 +25,38 @@ use tracing::{debug, trace};
 use crate::room::{LocalRoom, Member};
 use crate::session::outbox::{OutItem, RoomFrame};
 use crate::stats::Stats;
+use crate::store::Store;
 
 pub(crate) struct FanOut {
     room: RoomName,
     local: Weak<LocalRoom>,
-    broker: Arc<dyn Broker>,
+    store: Store,
     stats: Arc<Stats>,
     page: usize,
     /// The last seq forwarded (the room's head when the feed started).
     last: u64,
+    /// Fault injection: forward past gaps (chaos tests only).
+    skip_gap_fill: bool,
 }
 
 impl FanOut {
     pub(crate) fn new(
         room: RoomName,
         local: Weak<LocalRoom>,
-        broker: Arc<dyn Broker>,
+        store: Store,
         stats: Arc<Stats>,
         page: usize,
         head: u64,
+        skip_gap_fill: bool,
     ) -> FanOut {
         FanOut {
             room,
             local,
-            broker,
+            store,
             stats,
             page,
             last: head,
+            skip_gap_fill,
         }
     }
 
@@ -109,10 +114,13 @@ impl FanOut {
     /// Reads the store from `last` (through `until`, or to the head) and forwards what
     /// the feed lost. On failure every member checks the room itself.
     async fn fill(&mut self, until: Option<u64>) {
+        if self.skip_gap_fill {
+            return;
+        }
         let mut last = self.last;
         self.stats.room_fills.fetch_add(1, Ordering::Relaxed);
         loop {
-            let page = match self.broker.history(&self.room, last, self.page).await {
+            let page = match self.store.history(&self.room, last, self.page).await {
                 Ok(page) => page,
                 Err(err) => {
                     debug!(room = %self.room, error = %err, "gap fill failed: members catch up themselves");

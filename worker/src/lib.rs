@@ -22,6 +22,7 @@ mod registry;
 mod room;
 mod session;
 pub mod stats;
+mod store;
 pub mod token;
 
 use std::collections::HashMap;
@@ -62,6 +63,7 @@ pub(crate) struct Shared {
     pub(crate) id: Arc<str>,
     pub(crate) config: WorkerConfig,
     pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) store: store::Store,
     pub(crate) verifier: Option<Arc<dyn TokenVerifier>>,
     pub(crate) rooms: Rooms,
     pub(crate) sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
@@ -103,7 +105,9 @@ impl Worker {
                 tracker.clone(),
                 stats.clone(),
                 config.catch_up_page,
+                config.fault_injection.skip_gap_fill,
             ),
+            store: store::Store::new(broker.clone(), stats.clone()),
             config,
             broker,
             verifier,

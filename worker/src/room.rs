@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::fanout::FanOut;
 use crate::session::outbox::OutItem;
 use crate::stats::Stats;
+use crate::store::Store;
 
 /// One session's place in a room.
 #[derive(Clone)]
@@ -31,11 +32,13 @@ pub(crate) struct LocalRoom {
 
 pub(crate) struct Rooms {
     broker: Arc<dyn Broker>,
+    store: Store,
     rooms: Mutex<HashMap<RoomName, Arc<LocalRoom>>>,
     tracker: TaskTracker,
     stats: Arc<Stats>,
     /// Messages read from the store per page when filling a gap.
     page: usize,
+    skip_gap_fill: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,13 +52,17 @@ impl Rooms {
         tracker: TaskTracker,
         stats: Arc<Stats>,
         page: usize,
+        skip_gap_fill: bool,
     ) -> Rooms {
+        let store = Store::new(broker.clone(), stats.clone());
         Rooms {
             broker,
+            store,
             rooms: Mutex::new(HashMap::new()),
             tracker,
             stats,
             page,
+            skip_gap_fill,
         }
     }
 
@@ -91,15 +98,16 @@ impl Rooms {
                 let feed = self.broker.live(room).await?;
                 // Read after the feed is subscribed and before any member takes its
                 // subscription point: the room forwards everything after this head.
-                let head = self.broker.history(room, 0, 0).await?.head;
+                let head = self.store.history(room, 0, 0).await?.head;
                 let stop = CancellationToken::new();
                 let fan_out = FanOut::new(
                     room.clone(),
                     Arc::downgrade(&local),
-                    self.broker.clone(),
+                    self.store.clone(),
                     self.stats.clone(),
                     self.page,
                     head,
+                    self.skip_gap_fill,
                 );
                 self.tracker.spawn(fan_out.run(feed, stop.clone()));
                 Ok::<_, BrokerError>(stop)

@@ -8,6 +8,8 @@ pub struct Stats {
     pub slow_consumer_drops: AtomicU64,
     /// Ephemeral messages lost to a full outbox.
     pub ephemeral_drops: AtomicU64,
+    /// Reads of the broker's stored history (subscription points, replays, catch-ups).
+    pub store_reads: AtomicU64,
     /// Gaps in a room's live feed filled from the store, once per worker.
     pub room_fills: AtomicU64,
     /// Catch-ups from the store by one session (lag, gap or resume).

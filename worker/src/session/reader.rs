@@ -276,7 +276,7 @@ impl Reader<'_> {
                     ));
                 }
                 // The subscription point: everything stored after this is delivered live.
-                let head = match shared.broker.history(&room, 0, 0).await {
+                let head = match shared.store.history(&room, 0, 0).await {
                     Ok(head) => head,
                     Err(err) => {
                         lock(&session.subs).remove(&room);

@@ -263,7 +263,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 if seq <= cursor.last {
                     return Ok(None);
                 }
-                if frame.prev.is_none_or(|prev| prev == cursor.last) {
+                let skip_gaps = self.shared.config.fault_injection.skip_gap_fill;
+                if skip_gaps || frame.prev.is_none_or(|prev| prev == cursor.last) {
                     cursor.last = seq;
                     self.push(&frame.line).await?;
                     return Ok(None);
@@ -317,7 +318,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         reference: Option<String>,
         lagged: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<(), Gone> {
-        let broker = &self.shared.broker;
+        let store = &self.shared.store;
         let Start {
             head,
             store_epoch,
@@ -334,7 +335,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 let mut cursor = from;
                 let mut recovered = same_epoch && n <= head;
                 loop {
-                    let page = match broker
+                    let page = match store
                         .history(&room, cursor, self.shared.config.catch_up_page)
                         .await
                     {
@@ -421,6 +422,12 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
 
     /// Feeds a room from the store at the client's pace until it reaches the head.
     async fn catch_up(&mut self, room: &RoomName) -> Result<Option<End>, Gone> {
+        if self.shared.config.fault_injection.skip_gap_fill {
+            if let Some(cursor) = self.state.cursors.get_mut(room) {
+                cursor.lagged.store(false, Ordering::Release);
+            }
+            return Ok(None);
+        }
         self.shared.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
         let page_size = self.shared.config.catch_up_page;
         loop {
@@ -430,7 +437,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             // Cleared before the read: a drop after it sets it again and we go round.
             cursor.lagged.store(false, Ordering::Release);
             let since = cursor.last;
-            let page = match self.shared.broker.history(room, since, page_size).await {
+            let page = match self.shared.store.history(room, since, page_size).await {
                 Ok(page) => page,
                 Err(err) => {
                     debug!(error = %err, room = %room, "catch-up: store unavailable, retrying later");
