@@ -237,3 +237,41 @@ async fn a_resume_path_without_resume_token_is_a_fresh_connection_on_that_worker
     let (_b, again) = stack.connect_path("/ws/w1/c_whatever", &token).await;
     assert_eq!(again.worker, "w1");
 }
+
+/// A reconnect storm: every client of a room comes back at once and resubscribes from
+/// the same `since`. The worker reads the store once for all of them (the room's window,
+/// backfilled by whichever client came first), not once per client.
+#[tokio::test]
+async fn a_crowd_resuming_one_room_reads_the_store_a_few_times_not_once_per_client() {
+    use std::sync::atomic::Ordering;
+    const CLIENTS: usize = 50;
+    let stack = Stack::start().await;
+    let token = stack.token("crowd", &["hall"], &[]);
+    let (mut publisher, _) = stack.connect(&stack.token("pub", &[], &["hall"])).await;
+    let since = publish(&mut publisher, "hall", "0", "first").await;
+    let mut missed = Vec::new();
+    for i in 1..=100 {
+        missed.push(publish(&mut publisher, "hall", &i.to_string(), &i.to_string()).await);
+    }
+    let epoch = stack.dev.epoch().await.unwrap();
+    let stats = stack.dev.workers[0].stats();
+    let reads_before = stats.store_reads.load(Ordering::Relaxed);
+    let resume = |_: usize| {
+        let (stack, token, epoch) = (&stack, &token, &epoch);
+        async move {
+            let (mut conn, _) = stack.connect(token).await;
+            let sub = format!(r#"{{"op":"sub","room":"hall","since":{since},"epoch":"{epoch}"}}"#);
+            send(&conn, &sub).await;
+            let (_, _, recovered, replayed) = subscribed(&mut conn, "hall").await;
+            assert!(recovered);
+            assert_eq!(replayed, 100);
+            collect(&mut conn, "hall", since, 100).await
+        }
+    };
+    let results = futures_util::future::join_all((0..CLIENTS).map(resume)).await;
+    for got in results {
+        assert_eq!(got, missed);
+    }
+    let reads = stats.store_reads.load(Ordering::Relaxed) - reads_before;
+    assert!(reads <= 5, "{reads} store reads for {CLIENTS} resuming clients");
+}

@@ -20,6 +20,8 @@ pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
 /// Messages read from the store per page during catch-up.
 pub const DEFAULT_CATCH_UP_PAGE: usize = 500;
+/// Recent frames each room with local members keeps for replays and catch-ups.
+pub const DEFAULT_ROOM_WINDOW: usize = 256;
 /// Most bytes the writer batches into one text frame.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 * 1024;
 
@@ -37,6 +39,9 @@ pub struct WorkerConfig {
     pub announce_every: Duration,
     /// File holding the HMAC secret shared with gateways, for signed identities.
     pub identity_secret_file: Option<PathBuf>,
+    /// mTLS on the internal listener: gateways must present a certificate signed by
+    /// `client_ca`. Without it the listener is plain TCP (signed identities only).
+    pub tls: Option<ListenerTls>,
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
     #[serde(with = "humantime_serde")]
@@ -58,10 +63,24 @@ pub struct WorkerConfig {
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
     pub catch_up_page: usize,
+    pub room_window: usize,
     pub max_batch_bytes: usize,
     /// Deliberate faults, for chaos tests only: they make this worker wrong on purpose
     /// so that a test can show the history checker notices.
     pub fault_injection: FaultInjection,
+}
+
+/// `[worker.tls]`: the internal listener's certificate and the CA of gateway clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM certificate chain, leaf first: the name gateways dial must be in it.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificate(s): a hand-off without a client certificate they signed is
+    /// refused during the TLS handshake.
+    pub client_ca: PathBuf,
 }
 
 /// Ways to break a worker on purpose (chaos tests prove the checker catches them).
@@ -80,6 +99,7 @@ impl Default for WorkerConfig {
             advertise: None,
             announce_every: DEFAULT_ANNOUNCE_EVERY,
             identity_secret_file: None,
+            tls: None,
             heartbeat: limits::DEFAULT_HEARTBEAT,
             session_ttl: limits::DEFAULT_SESSION_TTL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -92,6 +112,7 @@ impl Default for WorkerConfig {
             write_timeout: None,
             leeway: limits::DEFAULT_LEEWAY,
             catch_up_page: DEFAULT_CATCH_UP_PAGE,
+            room_window: DEFAULT_ROOM_WINDOW,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             fault_injection: FaultInjection::default(),
         }
@@ -191,6 +212,22 @@ impl WorkerConfig {
                 ),
             );
         }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("worker.tls.cert", &tls.cert),
+                ("worker.tls.key", &tls.key),
+                ("worker.tls.client_ca", &tls.client_ca),
+            ] {
+                check(
+                    path.is_file(),
+                    format!("{key}: {} is not a readable file", path.display()),
+                );
+            }
+            check(
+                self.listen.is_some(),
+                "worker.tls: needs worker.listen (it secures the internal listener)".into(),
+            );
+        }
         check(
             self.listen.is_none() || self.identity_secret_file.is_some(),
             "worker.identity_secret_file: required when worker.listen is set (gateways sign the identities they hand over)".into(),
@@ -235,6 +272,33 @@ mod tests {
                 "worker.publish_burst",
                 "worker.identity_secret_file"
             ]
+        );
+    }
+
+    #[test]
+    fn listener_tls_names_each_missing_file_and_needs_listen() {
+        let config: WorkerConfig = toml::from_str(
+            "[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\nclient_ca = \"/nonexistent/ca.pem\"",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err();
+        let keys: Vec<&str> = err
+            .problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "worker.tls.cert",
+                "worker.tls.key",
+                "worker.tls.client_ca",
+                "worker.tls"
+            ]
+        );
+        assert!(
+            toml::from_str::<WorkerConfig>("[tls]\ncert = \"c\"\nkey = \"k\"").is_err(),
+            "client_ca is required: the listener always verifies gateways"
         );
     }
 

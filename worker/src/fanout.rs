@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
-use crate::room::{LocalRoom, Member};
+use crate::room::{lock, LocalRoom, Member, RoomSettings};
 use crate::session::outbox::{OutItem, RoomFrame};
 use crate::stats::Stats;
 use crate::store::Store;
@@ -45,18 +45,17 @@ impl FanOut {
         local: Weak<LocalRoom>,
         store: Store,
         stats: Arc<Stats>,
-        page: usize,
+        settings: RoomSettings,
         head: u64,
-        skip_gap_fill: bool,
     ) -> FanOut {
         FanOut {
             room,
             local,
             store,
             stats,
-            page,
+            page: settings.page,
             last: head,
-            skip_gap_fill,
+            skip_gap_fill: settings.skip_gap_fill,
         }
     }
 
@@ -134,6 +133,11 @@ impl FanOut {
             }
             last = last.max(page.scanned);
             self.last = last;
+            if let Some(local) = self.local.upgrade() {
+                if let Some(window) = lock(&local.window).as_mut() {
+                    window.advance(last);
+                }
+            }
             if !page.more || until.is_some_and(|until| last >= until) {
                 return;
             }
@@ -150,6 +154,13 @@ impl FanOut {
             prev,
             line: encode_msg(self.room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data),
         });
+        if frame.seq.is_some() {
+            // Into the window before any member can see it: a member that takes its
+            // subscription point from the window then never misses it (see `Rooms::point`).
+            if let Some(window) = lock(&local.window).as_mut() {
+                window.push(frame.clone());
+            }
+        }
         let members = local.members.read().unwrap_or_else(|e| e.into_inner());
         trace!(room = %self.room, seq = ?msg.seq, members = members.len(), "fan-out");
         for member in members.values() {

@@ -24,6 +24,7 @@ mod session;
 pub mod stats;
 mod store;
 pub mod token;
+mod window;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -102,10 +103,14 @@ impl Worker {
             permits: Arc::new(Semaphore::new(config.max_connections)),
             rooms: Rooms::new(
                 broker.clone(),
+                store::Store::new(broker.clone(), stats.clone()),
                 tracker.clone(),
                 stats.clone(),
-                config.catch_up_page,
-                config.fault_injection.skip_gap_fill,
+                room::RoomSettings {
+                    page: config.catch_up_page,
+                    window: config.room_window,
+                    skip_gap_fill: config.fault_injection.skip_gap_fill,
+                },
             ),
             store: store::Store::new(broker.clone(), stats.clone()),
             config,

@@ -1,21 +1,25 @@
 //! Rooms with local members. A worker holds one live feed per room that has local
 //! members: taken with the first member, dropped with the last; [`crate::fanout`] runs
-//! it.
+//! it. Each room also keeps a [`Window`] of what it forwarded, so that subscription
+//! points, replays and catch-ups are answered without reading the store, and a crowd
+//! resuming one room reads the store once between them.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use switchyard_broker::{Broker, BrokerError};
+use switchyard_protocol::frame::encode_msg;
 use switchyard_protocol::RoomName;
 use tokio::sync::{mpsc, Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fanout::FanOut;
-use crate::session::outbox::OutItem;
+use crate::session::outbox::{OutItem, RoomFrame};
 use crate::stats::Stats;
 use crate::store::Store;
+use crate::window::{Read, Window, BACKFILL_FACTOR};
 
 /// One session's place in a room.
 #[derive(Clone)]
@@ -27,7 +31,22 @@ pub(crate) struct Member {
 
 pub(crate) struct LocalRoom {
     pub(crate) members: RwLock<HashMap<Arc<str>, Member>>,
+    /// What the room forwarded; set when its feed starts.
+    pub(crate) window: Mutex<Option<Window>>,
+    /// One backfill from the store at a time: the others wait and read the window.
+    backfill: tokio::sync::Mutex<()>,
     feed: OnceCell<CancellationToken>,
+}
+
+/// How rooms read the store and keep their windows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoomSettings {
+    /// Messages read from the store per page.
+    pub(crate) page: usize,
+    /// Frames a room's window keeps.
+    pub(crate) window: usize,
+    /// Fault injection: forward past gaps (chaos tests only).
+    pub(crate) skip_gap_fill: bool,
 }
 
 pub(crate) struct Rooms {
@@ -36,33 +55,29 @@ pub(crate) struct Rooms {
     rooms: Mutex<HashMap<RoomName, Arc<LocalRoom>>>,
     tracker: TaskTracker,
     stats: Arc<Stats>,
-    /// Messages read from the store per page when filling a gap.
-    page: usize,
-    skip_gap_fill: bool,
+    settings: RoomSettings,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the map leaves plain data behind; keep serving.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding it leaves plain data behind; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Rooms {
     pub(crate) fn new(
         broker: Arc<dyn Broker>,
+        store: Store,
         tracker: TaskTracker,
         stats: Arc<Stats>,
-        page: usize,
-        skip_gap_fill: bool,
+        settings: RoomSettings,
     ) -> Rooms {
-        let store = Store::new(broker.clone(), stats.clone());
         Rooms {
             broker,
             store,
             rooms: Mutex::new(HashMap::new()),
             tracker,
             stats,
-            page,
-            skip_gap_fill,
+            settings,
         }
     }
 
@@ -81,6 +96,8 @@ impl Rooms {
                 .or_insert_with(|| {
                     Arc::new(LocalRoom {
                         members: RwLock::new(HashMap::new()),
+                        window: Mutex::new(None),
+                        backfill: tokio::sync::Mutex::new(()),
                         feed: OnceCell::new(),
                     })
                 })
@@ -98,16 +115,17 @@ impl Rooms {
                 let feed = self.broker.live(room).await?;
                 // Read after the feed is subscribed and before any member takes its
                 // subscription point: the room forwards everything after this head.
-                let head = self.store.history(room, 0, 0).await?.head;
+                let head = self.store.history(room, 0, 0).await?;
+                *lock(&local.window) =
+                    Some(Window::new(head.head, head.epoch, self.settings.window));
                 let stop = CancellationToken::new();
                 let fan_out = FanOut::new(
                     room.clone(),
                     Arc::downgrade(&local),
                     self.store.clone(),
                     self.stats.clone(),
-                    self.page,
-                    head,
-                    self.skip_gap_fill,
+                    self.settings,
+                    head.head,
                 );
                 self.tracker.spawn(fan_out.run(feed, stop.clone()));
                 Ok::<_, BrokerError>(stop)
@@ -131,6 +149,107 @@ impl Rooms {
                 if let Some(stop) = local.feed.get() {
                     stop.cancel();
                 }
+            }
+        }
+    }
+
+    fn local(&self, room: &RoomName) -> Option<Arc<LocalRoom>> {
+        lock(&self.rooms).get(room).cloned()
+    }
+
+    /// The subscription point of a member that has joined: the last seq the room
+    /// forwarded, and the store's epoch. Everything after it reaches the member live.
+    pub(crate) fn point(&self, room: &RoomName) -> Option<(u64, Arc<str>)> {
+        let local = self.local(room)?;
+        let window = lock(&local.window);
+        window.as_ref().map(|w| (w.last(), w.epoch().clone()))
+    }
+
+    /// The frames after `since` from the room's window. When `since` is older than the
+    /// window, one reader at a time extends it from the store and the others then read
+    /// it. `None` when the window cannot answer (the caller reads the store itself).
+    pub(crate) async fn read_since(
+        &self,
+        room: &RoomName,
+        since: u64,
+        limit: usize,
+    ) -> Result<Option<Read>, BrokerError> {
+        let Some(local) = self.local(room) else {
+            return Ok(None);
+        };
+        let try_window = |local: &LocalRoom| -> Result<Option<Read>, ()> {
+            let window = lock(&local.window);
+            let Some(window) = window.as_ref() else {
+                return Err(());
+            };
+            match window.read(since, limit) {
+                Some(read) => Ok(Some(read)),
+                None if since > window.last() => Err(()),
+                None => Ok(None),
+            }
+        };
+        match try_window(&local) {
+            Ok(Some(read)) => return Ok(Some(read)),
+            Err(()) => return Ok(None),
+            Ok(None) => {}
+        }
+        let _one_at_a_time = local.backfill.lock().await;
+        match try_window(&local) {
+            Ok(Some(read)) => return Ok(Some(read)),
+            Err(()) => return Ok(None),
+            Ok(None) => {}
+        }
+        let Some(base) = lock(&local.window).as_ref().map(Window::base) else {
+            return Ok(None);
+        };
+        let Some(older) = self.read_store(room, since, base).await? else {
+            return Ok(None);
+        };
+        let mut window = lock(&local.window);
+        let Some(window) = window.as_mut() else {
+            return Ok(None);
+        };
+        if !window.prepend(since, older) {
+            return Ok(None);
+        }
+        Ok(window.read(since, limit))
+    }
+
+    /// Frames of `(since, base]` from the store, when it has all of them and they are
+    /// few enough to keep; `None` otherwise.
+    async fn read_store(
+        &self,
+        room: &RoomName,
+        since: u64,
+        base: u64,
+    ) -> Result<Option<Vec<Arc<RoomFrame>>>, BrokerError> {
+        let most = self.settings.window * BACKFILL_FACTOR;
+        let mut frames = Vec::new();
+        let mut cursor = since;
+        loop {
+            let page = self.store.history(room, cursor, self.settings.page).await?;
+            if cursor == since && !page.recovered {
+                return Ok(None);
+            }
+            for msg in &page.messages {
+                let Some(seq) = msg.seq.filter(|seq| *seq <= base) else {
+                    continue;
+                };
+                let line = encode_msg(room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data);
+                frames.push(Arc::new(RoomFrame {
+                    room: room.clone(),
+                    seq: Some(seq),
+                    prev: Some(cursor),
+                    line,
+                }));
+                cursor = seq;
+            }
+            cursor = cursor.max(page.scanned.min(base));
+            if frames.len() > most {
+                return Ok(None);
+            }
+            if cursor >= base || !page.more {
+                return Ok(Some(frames));
             }
         }
     }

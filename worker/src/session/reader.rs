@@ -276,8 +276,17 @@ impl Reader<'_> {
                     ));
                 }
                 // The subscription point: everything stored after this is delivered live.
-                let head = match shared.store.history(&room, 0, 0).await {
-                    Ok(head) => head,
+                // The room's window knows it; the store is asked only if it does not.
+                let point = match shared.rooms.point(&room) {
+                    Some(point) => Ok(point),
+                    None => shared
+                        .store
+                        .history(&room, 0, 0)
+                        .await
+                        .map(|h| (h.head, h.epoch)),
+                };
+                let (head, store_epoch) = match point {
+                    Ok(point) => point,
                     Err(err) => {
                         lock(&session.subs).remove(&room);
                         shared.rooms.leave(&room, &session.conn);
@@ -300,8 +309,8 @@ impl Reader<'_> {
                     since,
                     epoch,
                     reference,
-                    head: head.head,
-                    store_epoch: head.epoch,
+                    head,
+                    store_epoch,
                     lagged,
                 })
                 .await;

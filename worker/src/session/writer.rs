@@ -318,7 +318,6 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         reference: Option<String>,
         lagged: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<(), Gone> {
-        let store = &self.shared.store;
         let Start {
             head,
             store_epoch,
@@ -334,19 +333,18 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 let mut replay = Vec::new();
                 let mut cursor = from;
                 let mut recovered = same_epoch && n <= head;
+                let mut first = true;
                 loop {
-                    let page = match store
-                        .history(&room, cursor, self.shared.config.catch_up_page)
-                        .await
-                    {
-                        Ok(p) => p,
+                    let page = match page(self.shared, &room, cursor).await {
+                        Ok(page) => page,
                         Err(err) => return self.subscribe_failed(&room, reference, err).await,
                     };
-                    if cursor == from {
+                    if first {
                         recovered &= page.recovered;
+                        first = false;
                     }
                     cursor = cursor.max(page.scanned);
-                    replay.extend(page.messages);
+                    replay.extend(page.lines);
                     if !page.more {
                         break;
                     }
@@ -368,15 +366,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             .stats
             .replayed
             .fetch_add(replay.len() as u64, Ordering::Relaxed);
-        for msg in &replay {
-            self.push(&encode_msg(
-                room.as_str(),
-                msg.seq,
-                &msg.from,
-                msg.ts,
-                &msg.data,
-            ))
-            .await?;
+        for line in &replay {
+            self.push(line).await?;
         }
         self.state.cursors.insert(room, start, lagged);
         self.flush().await
@@ -420,7 +411,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         Ok(None)
     }
 
-    /// Feeds a room from the store at the client's pace until it reaches the head.
+    /// Feeds a room from its window or the store at the client's pace until it reaches
+    /// the head.
     async fn catch_up(&mut self, room: &RoomName) -> Result<Option<End>, Gone> {
         if self.shared.config.fault_injection.skip_gap_fill {
             if let Some(cursor) = self.state.cursors.get_mut(room) {
@@ -429,7 +421,6 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             return Ok(None);
         }
         self.shared.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
-        let page_size = self.shared.config.catch_up_page;
         loop {
             let Some(cursor) = self.state.cursors.get_mut(room) else {
                 return Ok(None);
@@ -437,7 +428,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             // Cleared before the read: a drop after it sets it again and we go round.
             cursor.lagged.store(false, Ordering::Release);
             let since = cursor.last;
-            let page = match self.shared.store.history(room, since, page_size).await {
+            let page = match page(self.shared, room, since).await {
                 Ok(page) => page,
                 Err(err) => {
                     debug!(error = %err, room = %room, "catch-up: store unavailable, retrying later");
@@ -458,23 +449,54 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             self.shared
                 .stats
                 .replayed
-                .fetch_add(page.messages.len() as u64, Ordering::Relaxed);
-            for msg in &page.messages {
-                let line: Bytes = encode_msg(room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data);
-                self.push(&line).await?;
-                if let (Some(cursor), Some(seq)) = (self.state.cursors.get_mut(room), msg.seq) {
-                    cursor.last = seq;
-                }
+                .fetch_add(page.lines.len() as u64, Ordering::Relaxed);
+            for line in &page.lines {
+                self.push(line).await?;
             }
             self.flush().await?;
             let Some(cursor) = self.state.cursors.get_mut(room) else {
                 return Ok(None);
             };
-            // Messages the engine passed over (not JSON) are not waited for again.
             cursor.last = cursor.last.max(page.scanned);
             if !page.more && !cursor.lagged.load(Ordering::Acquire) {
                 return Ok(None);
             }
         }
     }
+}
+
+/// The `msg` lines of a room after `since`, a page at a time: from the room's window
+/// when it covers `since` (shared with every session of the room on this worker),
+/// else from the store.
+async fn page(shared: &Shared, room: &RoomName, since: u64) -> Result<Page, BrokerError> {
+    let limit = shared.config.catch_up_page;
+    if let Some(read) = shared.rooms.read_since(room, since, limit).await? {
+        return Ok(Page {
+            lines: read.frames.iter().map(|f| f.line.clone()).collect(),
+            more: read.more,
+            scanned: read.scanned,
+            recovered: true,
+        });
+    }
+    let history = shared.store.history(room, since, limit).await?;
+    Ok(Page {
+        lines: history
+            .messages
+            .iter()
+            .map(|m| encode_msg(room.as_str(), m.seq, &m.from, m.ts, &m.data))
+            .collect(),
+        more: history.more,
+        scanned: history.scanned,
+        recovered: history.recovered,
+    })
+}
+
+/// A page of a room's messages, encoded, with where it ends.
+struct Page {
+    lines: Vec<Bytes>,
+    more: bool,
+    /// The seq this page went through.
+    scanned: u64,
+    /// Nothing after `since` was lost.
+    recovered: bool,
 }
