@@ -8,6 +8,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod cursor;
+mod delivery;
 pub(crate) mod outbox;
 mod reader;
 mod writer;
