@@ -358,6 +358,11 @@ async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
             .map_err(usage)?
             .into_bytes(),
     );
+    // `[worker.tls]`: the internal listener takes only gateways' client certificates.
+    let tls = match &config.worker.tls {
+        Some(tls) => Some(switchyard_worker::listener::tls_config(tls).map_err(usage)?),
+        None => None,
+    };
     if args.check_config {
         println!("{}: ok", args.config.display());
         return Ok(ExitCode::SUCCESS);
@@ -375,14 +380,23 @@ async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    info!(addr = %listener.local_addr()?, worker.id = worker.id(), "worker listening for hand-offs");
+    info!(addr = %listener.local_addr()?, worker.id = worker.id(), mtls = tls.is_some(), "worker listening for hand-offs");
     let stop = CancellationToken::new();
-    let serving = tokio::spawn(switchyard_worker::listener::run(
-        worker.clone(),
-        listener,
-        secret,
-        stop.clone(),
-    ));
+    let serving = match tls {
+        Some(tls) => tokio::spawn(switchyard_worker::listener::run_tls(
+            worker.clone(),
+            listener,
+            secret,
+            tls,
+            stop.clone(),
+        )),
+        None => tokio::spawn(switchyard_worker::listener::run(
+            worker.clone(),
+            listener,
+            secret,
+            stop.clone(),
+        )),
+    };
     wait_for_signal().await;
     info!("draining");
     worker.drain(Duration::from_secs(30)).await;

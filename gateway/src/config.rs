@@ -48,6 +48,10 @@ pub struct GatewayConfig {
     pub identity_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// mTLS to remote workers: their certificates must chain to `ca`, and the gateway
+    /// presents `cert`. Without it hand-offs go over plain TCP.
+    #[serde(default)]
+    pub internal_tls: Option<InternalTlsConfig>,
     pub auth: AuthConfig,
     #[serde(default)]
     pub api: Option<ApiConfig>,
@@ -67,6 +71,19 @@ pub struct TlsConfig {
     /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[internal_tls]`: how the gateway dials workers' internal listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalTlsConfig {
+    /// PEM CA certificate(s) that workers' certificates chain to.
+    pub ca: PathBuf,
+    /// The gateway's client certificate chain (PEM, leaf first), signed by the CA that
+    /// workers take as `worker.tls.client_ca`.
+    pub cert: PathBuf,
+    /// Its PEM private key.
     pub key: PathBuf,
 }
 
@@ -302,6 +319,11 @@ impl GatewayConfig {
                 "missing: give cert and key, or set plain = true explicitly".into(),
             ),
             (None, true) => {}
+        }
+        if let Some(internal) = &self.internal_tls {
+            file("internal_tls.ca", &internal.ca, &mut problem);
+            file("internal_tls.cert", &internal.cert, &mut problem);
+            file("internal_tls.key", &internal.key, &mut problem);
         }
         if self.handshake_timeout.is_zero() {
             problem("handshake_timeout", "must be greater than zero".into());

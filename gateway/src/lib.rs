@@ -11,8 +11,8 @@
 //!   upgrade itself, then [`auth`] (token extraction and verification), then
 //!   [`ratelimit`] (per client IP), then [`route`] (choosing a worker).
 //! - [`route`] and [`splice`] (outbound): an in-process [`route::LocalWorker`] takes the
-//!   hyper request itself; a remote worker gets the upgrade over TCP with a signed
-//!   identity, and its `101` turns into a byte splice. Remote workers come from
+//!   hyper request itself; a remote worker gets the upgrade over TCP (mTLS with
+//!   `[internal_tls]`) with a signed identity, and its `101` turns into a byte splice. Remote workers come from
 //!   `[[workers]]` and from [`registry`]: a task that follows the broker's worker
 //!   registry and swaps the router's list of workers, with their reported load and
 //!   draining state, as workers come, change and go.
@@ -79,6 +79,8 @@ pub struct GatewaySettings {
     /// HMAC secret for identity headers; required when `remote_workers` is not empty,
     /// and without it workers learned from the registry are not routed to.
     pub identity_secret: Option<Arc<[u8]>>,
+    /// mTLS to remote workers (`[internal_tls]`); `None` dials them over plain TCP.
+    pub internal_tls: Option<Arc<rustls::ClientConfig>>,
     pub remote_workers: Vec<RemoteWorkerConfig>,
     /// Route to the workers of the broker's registry too (`registry` in the config);
     /// only when [`GatewayDeps::broker`] is given.
@@ -98,6 +100,7 @@ impl GatewaySettings {
             verifier,
             api_key: None,
             identity_secret: None,
+            internal_tls: None,
             remote_workers: Vec::new(),
             use_registry: config::DEFAULT_USE_REGISTRY,
             handshake_timeout: config::DEFAULT_HANDSHAKE_TIMEOUT,
@@ -125,11 +128,20 @@ impl GatewaySettings {
             )),
             None => None,
         };
+        let internal_tls = match &config.internal_tls {
+            Some(internal) => Some(tls::load_internal_client_config(
+                &internal.ca,
+                &internal.cert,
+                &internal.key,
+            )?),
+            None => None,
+        };
         Ok(GatewaySettings {
             tls,
             verifier,
             api_key,
             identity_secret,
+            internal_tls,
             remote_workers: config.workers.clone(),
             use_registry: config.registry,
             handshake_timeout: config.handshake_timeout,
@@ -172,6 +184,8 @@ pub(crate) struct Shared {
     pub(crate) broker: Option<Arc<dyn Broker>>,
     pub(crate) api_key: Option<ApiKey>,
     pub(crate) identity_secret: Option<Arc<[u8]>>,
+    /// Dials remote workers with mTLS when set.
+    pub(crate) internal_tls: Option<tokio_rustls::TlsConnector>,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_api_body_bytes: usize,
     pub(crate) demo: Option<DemoSettings>,
@@ -230,6 +244,7 @@ impl Gateway {
             broker: deps.broker,
             api_key: settings.api_key,
             identity_secret: settings.identity_secret,
+            internal_tls: settings.internal_tls.map(tokio_rustls::TlsConnector::from),
             connect_timeout: settings.connect_timeout,
             max_api_body_bytes: limits.max_api_body_bytes,
             demo: settings.demo,

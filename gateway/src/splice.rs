@@ -1,10 +1,12 @@
 //! The outbound side: hand an upgrade to a remote worker and splice bytes both ways.
 //!
 //! The upgrade is forwarded over a fresh TCP connection with the verified identity in
-//! signed headers (`sy-identity`, `sy-identity-sig`). On the worker's `101` the client
-//! gets its own `101` with the worker's accept key and subprotocol, and a task copies
-//! bytes both ways with small buffers, keeping half-close. After that the gateway never
-//! parses a frame.
+//! signed headers (`sy-identity`, `sy-identity-sig`). With `[internal_tls]` that
+//! connection is mTLS: the worker's certificate must chain to the internal CA and name
+//! the host of its address, and the gateway presents its own. On the worker's `101`
+//! the client gets its own `101` with the worker's accept key and subprotocol, and a
+//! task copies bytes both ways with small buffers, keeping half-close. After that the
+//! gateway never parses a frame.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +20,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
 use switchyard_protocol::Identity;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
@@ -40,6 +43,10 @@ enum Unreachable {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Http(#[from] hyper::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("{0:?} is not a name a worker certificate can hold")]
+    ServerName(String),
 }
 
 /// Hands `req` to `first`, or once to another worker when `first` cannot be reached.
@@ -108,7 +115,42 @@ async fn exchange(
         .await
         .map_err(|_| Unreachable::Timeout)??;
     tcp.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    match &shared.internal_tls {
+        None => send(shared, tcp, out).await,
+        Some(connector) => {
+            let name = server_name(worker.address())?;
+            let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| Unreachable::Timeout)?
+                .map_err(Unreachable::Tls)?;
+            send(shared, tls, out).await
+        }
+    }
+}
+
+/// The host part of `host:port` (IPv6 brackets removed), as the worker's certificate
+/// must name it.
+fn server_name(address: &str) -> Result<rustls_pki_types::ServerName<'static>, Unreachable> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| Unreachable::ServerName(host.to_string()))
+}
+
+/// HTTP/1.1 over `io`: sends the upgrade and returns the worker's answer.
+async fn send<I>(
+    shared: &Shared,
+    io: I,
+    out: Request<Empty<Bytes>>,
+) -> Result<Response<Incoming>, Unreachable>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = shared.connect_timeout;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     let stop = shared.splice_stop.clone();
     shared.splices.spawn(
         async move {
@@ -198,4 +240,21 @@ async fn answer(
         .instrument(tracing::debug_span!("splice", worker.id = %worker_id)),
     );
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_are_the_host_of_the_address() {
+        let name = |a: &str| server_name(a).map(|n| n.to_str().into_owned()).ok();
+        assert_eq!(
+            name("w1.switchyard.svc:9101").as_deref(),
+            Some("w1.switchyard.svc")
+        );
+        assert_eq!(name("127.0.0.1:9101").as_deref(), Some("127.0.0.1"));
+        assert_eq!(name("[::1]:9101").as_deref(), Some("::1"));
+        assert!(name("bad host:1").is_none());
+    }
 }

@@ -101,3 +101,24 @@ fn durations_need_a_unit() {
     assert!(parsed("\"10\"").is_err());
     assert!(parsed("\"s\"").is_err());
 }
+
+#[test]
+fn internal_tls_names_each_missing_file() {
+    let text = format!(
+        "{MINIMAL}\n[internal_tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/gw.pem\"\nkey = \"/nonexistent/gw.key\""
+    )
+    .replace("\"/dev/null\"", "\"Cargo.toml\"");
+    let err = GatewayConfig::from_toml_str(&text)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        err.keys(),
+        vec!["internal_tls.ca", "internal_tls.cert", "internal_tls.key"]
+    );
+    let partial = format!("{MINIMAL}\n[internal_tls]\nca = \"/x\"");
+    assert!(
+        GatewayConfig::from_toml_str(&partial).is_err(),
+        "ca, cert and key are all required"
+    );
+}
