@@ -64,6 +64,8 @@ pub struct MemoryBroker {
     control: broadcast::Sender<Control>,
     revoked: Mutex<HashMap<UserId, u64>>,
     registry: tokio::sync::watch::Sender<HashMap<String, WorkerInfo>>,
+    /// Stored messages whose live delivery is still to be dropped (fault tests).
+    lose_live: AtomicU64,
     /// An outage switch for fault tests: while set, every call is `Unavailable`.
     down: std::sync::atomic::AtomicBool,
 }
@@ -123,6 +125,7 @@ impl MemoryBroker {
             revoked: Mutex::new(HashMap::new()),
             registry: tokio::sync::watch::channel(HashMap::new()).0,
             down: std::sync::atomic::AtomicBool::new(false),
+            lose_live: AtomicU64::new(0),
         }
     }
 
@@ -134,6 +137,13 @@ impl MemoryBroker {
     /// [`BrokerError::Unavailable`] and nothing is stored.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Simulates a live feed that loses messages (fault tests): the next `count` stored
+    /// messages are stored but not sent live, as when a NATS subscription's interest has
+    /// not reached the stream's leader yet.
+    pub fn lose_live(&self, count: u64) {
+        self.lose_live.store(count, Ordering::SeqCst);
     }
 
     fn check(&self, data: Option<&[u8]>) -> Result<(), BrokerError> {
@@ -219,7 +229,13 @@ impl Broker for MemoryBroker {
             lock(&self.dedupe).insert(&msg.room, id, stored);
         }
         // No receivers is not an error: nobody is listening live.
-        let _ = room.live.send(LiveEvent::Msg(message));
+        let lost = self
+            .lose_live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !lost {
+            let _ = room.live.send(LiveEvent::Msg(message));
+        }
         Ok(stored)
     }
 

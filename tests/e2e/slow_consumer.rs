@@ -141,3 +141,35 @@ async fn a_lossy_live_feed_is_filled_once_per_room() {
         "members did not have to read the store themselves"
     );
 }
+
+/// The live feed loses a room's last message (a NATS cluster republishes before a new
+/// subscription's interest reached it): no later message will reveal the gap, so the
+/// room's own head check must find it.
+#[tokio::test]
+async fn a_last_message_the_live_feed_lost_is_still_delivered() {
+    let stack = Stack::start().await;
+    let (mut reader, _) = stack.connect(&stack.token("r", &["feed"], &[])).await;
+    subscribe(&mut reader, "feed").await;
+    stack.dev.memory.as_ref().unwrap().lose_live(1);
+    let api = stack.api();
+    let seq = api
+        .post(
+            "/api/v1/publish",
+            &serde_json::json!({"room": "feed", "data": "last"}),
+        )
+        .await
+        .json()["seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        next_msg(&mut reader, "feed").await,
+        (Some(seq), "$server".into(), "\"last\"".into())
+    );
+    assert!(
+        stack.dev.workers[0]
+            .stats()
+            .room_fills
+            .load(Ordering::Relaxed)
+            > 0
+    );
+}

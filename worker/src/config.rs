@@ -20,6 +20,8 @@ pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
 /// Messages read from the store per page during catch-up.
 pub const DEFAULT_CATCH_UP_PAGE: usize = 500;
+/// How often a room checks the store's head for a last message its live feed lost.
+pub const DEFAULT_HEAD_CHECK: Duration = Duration::from_secs(30);
 /// Recent frames each room with local members keeps for replays and catch-ups.
 pub const DEFAULT_ROOM_WINDOW: usize = 256;
 /// Most bytes the writer batches into one text frame.
@@ -64,6 +66,11 @@ pub struct WorkerConfig {
     pub leeway: Duration,
     pub catch_up_page: usize,
     pub room_window: usize,
+    /// How often each room with local members compares the last seq it forwarded with
+    /// the store's head, to fill a last message its live feed lost (a feed shows a gap
+    /// only when a later message arrives).
+    #[serde(with = "humantime_serde")]
+    pub head_check: Duration,
     pub max_batch_bytes: usize,
     /// Deliberate faults, for chaos tests only: they make this worker wrong on purpose
     /// so that a test can show the history checker notices.
@@ -113,6 +120,7 @@ impl Default for WorkerConfig {
             leeway: limits::DEFAULT_LEEWAY,
             catch_up_page: DEFAULT_CATCH_UP_PAGE,
             room_window: DEFAULT_ROOM_WINDOW,
+            head_check: DEFAULT_HEAD_CHECK,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             fault_injection: FaultInjection::default(),
         }

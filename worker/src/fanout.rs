@@ -37,7 +37,17 @@ pub(crate) struct FanOut {
     last: u64,
     /// Fault injection: forward past gaps (chaos tests only).
     skip_gap_fill: bool,
+    head_check: std::time::Duration,
 }
+
+/// Head checks soon after a feed starts: in a NATS cluster a new subscription's interest
+/// reaches the stream leader's server a moment later, and a message republished before
+/// that is lost to this feed.
+const EARLY_HEAD_CHECKS: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(3),
+];
 
 impl FanOut {
     pub(crate) fn new(
@@ -56,14 +66,23 @@ impl FanOut {
             page: settings.page,
             last: head,
             skip_gap_fill: settings.skip_gap_fill,
+            head_check: settings.head_check,
         }
     }
 
     pub(crate) async fn run(mut self, mut feed: LiveFeed, stop: CancellationToken) {
         debug!(room = %self.room, "live feed started");
+        let started = tokio::time::Instant::now();
+        let mut checks = EARLY_HEAD_CHECKS.into_iter().map(|after| started + after);
+        let mut next_check = checks.next().unwrap_or(started + self.head_check);
         loop {
             let event = tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = tokio::time::sleep_until(next_check) => {
+                    self.check_head().await;
+                    next_check = checks.next().unwrap_or_else(|| tokio::time::Instant::now() + self.head_check);
+                    continue;
+                }
                 event = feed.next() => match event {
                     Some(event) => event,
                     None => break,
@@ -92,6 +111,19 @@ impl FanOut {
             }
         }
         debug!(room = %self.room, "live feed stopped");
+    }
+
+    /// A message the live feed lost shows as a gap only when a later one arrives: the
+    /// store's head says so at once, and the room fills up to it.
+    async fn check_head(&mut self) {
+        match self.store.history(&self.room, 0, 0).await {
+            Ok(history) if history.head > self.last => {
+                debug!(room = %self.room, head = history.head, last = self.last, "live feed lost its last messages");
+                self.fill(Some(history.head)).await;
+            }
+            Ok(_) => {}
+            Err(err) => debug!(room = %self.room, error = %err, "head check failed; next period"),
+        }
     }
 
     async fn on_msg(&mut self, msg: &Message) {

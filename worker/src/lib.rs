@@ -109,6 +109,7 @@ impl Worker {
                 room::RoomSettings {
                     page: config.catch_up_page,
                     window: config.room_window,
+                    head_check: config.head_check,
                     skip_gap_fill: config.fault_injection.skip_gap_fill,
                 },
             ),

@@ -45,6 +45,8 @@ pub(crate) struct RoomSettings {
     pub(crate) page: usize,
     /// Frames a room's window keeps.
     pub(crate) window: usize,
+    /// How often a room compares its last forwarded seq with the store's head.
+    pub(crate) head_check: std::time::Duration,
     /// Fault injection: forward past gaps (chaos tests only).
     pub(crate) skip_gap_fill: bool,
 }
