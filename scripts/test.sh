@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, then runs every test.
-# The tests need Rust and nats-server (the testkit starts real nats-server processes;
+# The tests need Rust, nats-server and promtool (the testkit starts real nats-server processes;
 # everything else they talk to, such as TLS, WebSocket clients, gateways, workers and
 # loopback proxies, is started by the tests themselves). The browser client (client/js)
 # needs Node.js 18+ and its npm dev-dependencies (`npm ci`: typescript, playwright-core);
@@ -47,6 +47,12 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
     echo "error: apt-get installed no nats-server binary (looked on PATH and at /usr/sbin/nats-server)" >&2
     exit 1
   fi
+fi
+
+# promtool (Debian's prometheus package): the tests check the shipped Prometheus config,
+# alert rules and dashboard queries with it, and lint a live /metrics scrape.
+if ! command -v promtool >/dev/null 2>&1; then
+  apt_install promtool prometheus
 fi
 
 # Node.js and npm, for the browser client's build and tests.

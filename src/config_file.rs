@@ -5,10 +5,13 @@
 //! `SWITCHYARD__WORKER__ID` without a new file. The value is read as a TOML value
 //! (`8`, `true`, `"x"`, `["a"]`), or as a string when it is not one.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
 use switchyard_broker::nats::NatsConfig;
+
+use crate::telemetry::TelemetryConfig;
 
 pub const ENV_PREFIX: &str = "SWITCHYARD__";
 
@@ -65,13 +68,57 @@ fn set(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::
     Ok(())
 }
 
-/// Reads a role's file and takes its `[nats]` table out: the broker is the binary's to
-/// build, the rest is the role's. No `[nats]` table means the memory engine.
-pub fn read_role(path: &Path) -> anyhow::Result<(String, Option<NatsConfig>)> {
+/// A role's file split in two: the process-wide settings the binary acts on (the broker,
+/// the admin listener, telemetry) and the role's own TOML.
+#[derive(Debug, Clone)]
+pub struct RoleFile {
+    /// The role's own keys, for its parser.
+    pub text: String,
+    /// `[nats]`; none means the memory engine.
+    pub nats: Option<NatsConfig>,
+    /// `admin_listen`: where `/metrics`, `/healthz` and `/readyz` are served.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[telemetry]`: traces over OTLP (off without an endpoint).
+    pub telemetry: TelemetryConfig,
+}
+
+/// Reads a role's file and takes out what the binary builds: `[nats]`, `admin_listen`
+/// and `[telemetry]`; the rest is the role's.
+pub fn read_role(path: &Path) -> anyhow::Result<RoleFile> {
     let text = read_with_env(path)?;
     let mut table: toml::Table = text
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let admin_listen = match table.remove("admin_listen") {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_str()
+                .and_then(|v| v.parse::<SocketAddr>().ok())
+                .with_context(|| {
+                    format!(
+                        "{}: admin_listen must be an address such as \"127.0.0.1:9464\"",
+                        path.display()
+                    )
+                })?,
+        ),
+    };
+    let telemetry = match table.remove("telemetry") {
+        None => TelemetryConfig::default(),
+        Some(value) => {
+            let config: TelemetryConfig = value.try_into().with_context(|| {
+                format!("{}: the [telemetry] table is not valid", path.display())
+            })?;
+            let problems = config.problems("telemetry.");
+            anyhow::ensure!(
+                problems.is_empty(),
+                "{}: {}",
+                path.display(),
+                problems.join("; ")
+            );
+            config
+        }
+    };
     let nats = match table.remove("nats") {
         None => None,
         Some(value) => {
@@ -88,7 +135,12 @@ pub fn read_role(path: &Path) -> anyhow::Result<(String, Option<NatsConfig>)> {
             Some(config)
         }
     };
-    Ok((toml::to_string(&table)?, nats))
+    Ok(RoleFile {
+        text: toml::to_string(&table)?,
+        nats,
+        admin_listen,
+        telemetry,
+    })
 }
 
 #[cfg(test)]
@@ -115,6 +167,27 @@ mod tests {
         assert_eq!(out["worker"]["max_connections"].as_integer(), Some(500));
         assert_eq!(out["worker"]["id"].as_str(), Some("w1"));
         assert_eq!(out["limits"]["upgrade_burst"].as_integer(), Some(7));
+    }
+
+    #[test]
+    fn process_settings_are_taken_out_of_a_role_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:9464\"\n\
+             [telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsample_ratio = 0.5\n",
+        )
+        .unwrap();
+        let file = read_role(&path).unwrap();
+        assert_eq!(file.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(file.telemetry.sample_ratio, 0.5);
+        assert!(file.telemetry.parent_based);
+        assert!(!file.text.contains("admin_listen") && !file.text.contains("telemetry"));
+        std::fs::write(&path, "admin_listen = \"nope\"\n").unwrap();
+        assert!(read_role(&path).is_err());
+        std::fs::write(&path, "[telemetry]\nsample_ratio = 2.0\n").unwrap();
+        assert!(read_role(&path).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Admin;
 use crate::dev_state::DevState;
 use crate::token::{mint_hs256, TokenRequest};
 use crate::wiring::{GatewayVerifier, InProcessWorker};
@@ -46,6 +47,9 @@ pub struct DevOptions {
     pub nats: Option<NatsConfig>,
     /// Serve the demo page at `/demo` (and mint its tokens at `/demo/token`).
     pub demo: bool,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (the CLI's default is
+    /// [`crate::admin::DEFAULT_DEV_ADMIN_LISTEN`]; `None` serves no admin listener).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl DevOptions {
@@ -63,6 +67,7 @@ impl DevOptions {
             memory: MemoryConfig::default(),
             nats: None,
             demo: true,
+            admin_listen: None,
         }
     }
 }
@@ -78,8 +83,11 @@ pub struct DevStack {
     pub plain: bool,
     /// The gateway serves the demo page.
     pub demo: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
+    pub admin_addr: Option<SocketAddr>,
     gateway_stop: CancellationToken,
     gateway: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
 }
 
 impl DevStack {
@@ -146,6 +154,20 @@ impl DevStack {
         };
         let gateway = Gateway::new(settings, deps)?;
         let gateway_stop = CancellationToken::new();
+        let (admin_addr, admin) = match options.admin_listen {
+            Some(addr) => {
+                let listener = crate::admin::bind(addr).await?;
+                let admin_addr = listener.local_addr()?;
+                let admin = Admin {
+                    gateway: Some(gateway.telemetry()),
+                    workers: workers.clone(),
+                    broker: Some(broker.clone()),
+                };
+                let task = tokio::spawn(crate::admin::serve(listener, admin, gateway_stop.clone()));
+                (Some(admin_addr), Some(task))
+            }
+            None => (None, None),
+        };
         let stop = gateway_stop.clone();
         let gateway = tokio::spawn(async move {
             if let Err(err) = gateway.serve(listener, stop).await {
@@ -160,8 +182,10 @@ impl DevStack {
             memory,
             plain: options.plain,
             demo: options.demo,
+            admin_addr,
             gateway_stop,
             gateway,
+            admin,
         })
     }
 
@@ -203,6 +227,9 @@ impl DevStack {
     pub async fn stop(self) {
         self.gateway_stop.cancel();
         let _ = self.gateway.await;
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
     }
 }
 

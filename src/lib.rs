@@ -6,19 +6,25 @@
 //! - [`dev`] runs a gateway and N workers in one process on the memory engine, with the
 //!   files of [`dev_state`] (dev CA, server certificate, secrets).
 //! - [`roles`] reads the TOML of standalone `gateway` and `worker` processes.
+//! - [`telemetry`] installs logs and OpenTelemetry traces (`[telemetry]`, `--otlp-*`).
 //! - [`token`] mints tokens for `switchyard token`, `dev` and tests.
 //! - [`config_file`] applies `SWITCHYARD__*` environment overrides to a role's TOML.
+//! - [`admin`] serves `/metrics`, `/healthz` and `/readyz` on the admin listener.
 //! - [`chat`] is a terminal client over `switchyard-client`, for trying a stack.
+//! - [`bench`] is `switchyard bench`, a load generator driving a running stack.
 //! - [`Usage`] marks errors the user fixes (bad flags or configuration): exit 64.
 //!
 //! `main.rs` parses flags, installs tracing and calls into these.
 
+pub mod admin;
+pub mod bench;
 pub mod chat;
 pub mod config_file;
 pub mod dev;
 pub mod dev_state;
 pub mod local_nats;
 pub mod roles;
+pub mod telemetry;
 pub mod token;
 pub mod wiring;
 

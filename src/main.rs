@@ -6,17 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use switchyard::admin::Admin;
+use switchyard::config_file::RoleFile;
 use switchyard::dev::{DevOptions, DevStack, DEFAULT_LISTEN, DEFAULT_STATE_DIR};
 use switchyard::dev_state::{self, DevState};
 use switchyard::local_nats::LocalNats;
 use switchyard::roles::WorkerRoleConfig;
+use switchyard::telemetry::{LogFormat, OtlpProtocol, TelemetryConfig};
 use switchyard::token::{mint_hs256, parse_ttl, TokenRequest};
 use switchyard::usage;
 use switchyard::wiring::GatewayVerifier;
 use switchyard_broker::memory::MemoryConfig;
 use switchyard_broker::nats::NatsConfig;
-use switchyard_gateway::{GatewayConfig, GatewayDeps, GatewaySettings, Verifier};
+use switchyard_gateway::{Gateway, GatewayConfig, GatewayDeps, GatewaySettings, Verifier};
 use switchyard_worker::Worker;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -37,14 +40,48 @@ struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    trace: TraceArgs,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+/// Traces over OTLP: off unless an endpoint is given (here or as `[telemetry]` in a
+/// role's file; flags win).
+#[derive(Args)]
+struct TraceArgs {
+    /// Export traces over OTLP to this endpoint, e.g. http://127.0.0.1:4317 (gRPC) or
+    /// http://127.0.0.1:4318 (HTTP). Without it traces are off.
+    #[arg(long, global = true, env = "SWITCHYARD_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// OTLP transport [default: grpc].
+    #[arg(long, global = true, value_enum)]
+    otlp_protocol: Option<OtlpProtocol>,
+    /// Share of new traces sampled, 0.0 to 1.0 [default: 1.0].
+    #[arg(long, global = true)]
+    trace_sample_ratio: Option<f64>,
+    /// Follow an incoming traceparent's sampling decision [default: true].
+    #[arg(long, global = true)]
+    trace_parent_based: Option<bool>,
+}
+
+impl TraceArgs {
+    /// The flags over the file's `[telemetry]`.
+    fn over(&self, mut config: TelemetryConfig) -> TelemetryConfig {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            config.otlp_endpoint = Some(endpoint.clone());
+        }
+        if let Some(protocol) = self.otlp_protocol {
+            config.otlp_protocol = protocol;
+        }
+        if let Some(ratio) = self.trace_sample_ratio {
+            config.sample_ratio = ratio;
+        }
+        if let Some(parent_based) = self.trace_parent_based {
+            config.parent_based = parent_based;
+        }
+        config
+    }
 }
 
 #[derive(Subcommand)]
@@ -60,6 +97,11 @@ enum Command {
     Token(TokenArgs),
     /// Chat in a room from the terminal: prints its messages, publishes each line typed.
     Chat(ChatArgs),
+    /// Load-test a running server: idle, broadcast, rooms, storm, churn.
+    Bench(switchyard::bench::cli::BenchArgs),
+    /// A bench's child process (started by `switchyard bench`).
+    #[command(hide = true)]
+    BenchAgent,
 }
 
 #[derive(Args)]
@@ -108,6 +150,9 @@ struct DevArgs {
     /// a cross-worker fan-out.
     #[arg(long)]
     cluster: bool,
+    /// Serve /metrics, /healthz and /readyz here (never on the public port).
+    #[arg(long, default_value = switchyard::admin::DEFAULT_DEV_ADMIN_LISTEN, env = "SWITCHYARD_ADMIN_LISTEN")]
+    admin_listen: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -118,6 +163,10 @@ struct RoleArgs {
     /// Validate the configuration, print what is wrong, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Serve /metrics, /healthz and /readyz here (also `admin_listen` in the file);
+    /// none unless given.
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -144,7 +193,6 @@ struct TokenArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    install_tracing(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,7 +203,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(start(cli)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -173,27 +221,56 @@ fn is_usage(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.is::<switchyard::Usage>())
 }
 
-fn install_tracing(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
-        eprintln!("warning: bad log filter {filter:?}, using info");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// Reads a role's file (its `[telemetry]` decides the tracing set-up), installs logs and
+/// traces, runs the command, and flushes the traces left at the end.
+async fn start(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (file, role) = match &cli.command {
+        Command::Gateway(args) => (
+            Some(switchyard::config_file::read_role(&args.config).map_err(usage)?),
+            "gateway",
+        ),
+        Command::Worker(args) => (
+            Some(switchyard::config_file::read_role(&args.config).map_err(usage)?),
+            "worker",
+        ),
+        Command::Dev(_) => (None, "dev"),
+        Command::Token(_) | Command::Chat(_) | Command::Bench(_) | Command::BenchAgent => {
+            (None, "cli")
+        }
+    };
+    let config = cli.trace.over(
+        file.as_ref()
+            .map(|f| f.telemetry.clone())
+            .unwrap_or_default(),
+    );
+    let problems = config.problems("--");
+    if !problems.is_empty() {
+        return Err(usage(anyhow::anyhow!(problems.join("; "))));
     }
+    let telemetry = switchyard::telemetry::install(&cli.log, cli.log_format, &config, role)?;
+    let result = run(cli.command, file).await;
+    telemetry.shutdown().await;
+    result
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Dev(args) => dev(args).await,
-        Command::Gateway(args) => gateway(args).await,
-        Command::Worker(args) => worker(args).await,
-        Command::Token(args) => token(args),
-        Command::Chat(args) => {
+async fn run(
+    command: Command,
+    file: Option<switchyard::config_file::RoleFile>,
+) -> anyhow::Result<ExitCode> {
+    match (command, file) {
+        (Command::Dev(args), _) => dev(args).await,
+        (Command::Gateway(args), Some(file)) => gateway(args, file).await,
+        (Command::Worker(args), Some(file)) => worker(args, file).await,
+        (Command::Gateway(_) | Command::Worker(_), None) => {
+            unreachable!("start reads the file of every role")
+        }
+        (Command::Token(args), _) => token(args),
+        (Command::Bench(args), _) => switchyard::bench::run(args.scenario).await,
+        (Command::BenchAgent, _) => {
+            switchyard::bench::agent::run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        (Command::Chat(args), _) => {
             switchyard::chat::run(
                 &args.url,
                 &args.state_dir,
@@ -212,6 +289,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     options.listen = args.listen;
     options.workers = usize::from(args.workers.unwrap_or(if args.cluster { 2 } else { 1 }));
     options.plain = args.plain;
+    options.admin_listen = Some(args.admin_listen);
     options.memory = MemoryConfig {
         history_size: args.history_size,
         ..MemoryConfig::default()
@@ -295,8 +373,13 @@ fn print_banner(stack: &DevStack, args: &DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
-    let (text, nats) = switchyard::config_file::read_role(&args.config).map_err(usage)?;
+async fn gateway(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
+    let RoleFile {
+        text,
+        nats,
+        admin_listen,
+        ..
+    } = file;
     let config = GatewayConfig::from_toml_str(&text)
         .with_context(|| {
             format!(
@@ -332,15 +415,38 @@ async fn gateway(args: RoleArgs) -> anyhow::Result<ExitCode> {
         stop.cancel();
     });
     let deps = GatewayDeps {
-        broker,
+        broker: broker.clone(),
         local_workers: Vec::new(),
     };
-    switchyard_gateway::run(config, listener, deps, shutdown).await?;
+    let gateway = Gateway::new(GatewaySettings::from_config(&config)?, deps)?;
+    let admin = match args.admin_listen.or(admin_listen) {
+        Some(addr) => {
+            let admin = Admin {
+                gateway: Some(gateway.telemetry()),
+                workers: Vec::new(),
+                broker,
+            };
+            let listener = switchyard::admin::bind(addr).await?;
+            Some(tokio::spawn(switchyard::admin::serve(
+                listener,
+                admin,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    gateway.serve(listener, shutdown).await?;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
-    let (config, nats) = WorkerRoleConfig::from_file(&args.config).map_err(usage)?;
+async fn worker(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
+    let config = WorkerRoleConfig::from_role_file(&file, &args.config).map_err(usage)?;
+    let RoleFile {
+        nats, admin_listen, ..
+    } = file;
     let verifier = Arc::new(Verifier::from_config(&config.auth).map_err(usage)?);
     let listen = config
         .worker
@@ -374,9 +480,26 @@ async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
         switchyard::roles::broker(nats, &format!("switchyard-{}", config.worker.id)).await?;
     let worker = Worker::start(
         config.worker,
-        broker,
+        broker.clone(),
         Some(Arc::new(GatewayVerifier(verifier))),
     )?;
+    let admin_stop = CancellationToken::new();
+    let admin = match args.admin_listen.or(admin_listen) {
+        Some(addr) => {
+            let admin = Admin {
+                gateway: None,
+                workers: vec![worker.clone()],
+                broker: Some(broker),
+            };
+            let listener = switchyard::admin::bind(addr).await?;
+            Some(tokio::spawn(switchyard::admin::serve(
+                listener,
+                admin,
+                admin_stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -402,6 +525,10 @@ async fn worker(args: RoleArgs) -> anyhow::Result<ExitCode> {
     worker.drain(Duration::from_secs(30)).await;
     stop.cancel();
     let _ = serving.await;
+    admin_stop.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,8 @@ use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
 use switchyard_broker::nats::{NatsBroker, NatsConfig};
 use switchyard_broker::Broker;
 use switchyard_gateway::config::AuthConfig;
+
+use crate::config_file::RoleFile;
 use switchyard_worker::WorkerConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,13 +27,18 @@ pub struct WorkerRoleConfig {
 
 impl WorkerRoleConfig {
     /// Reads the file with `SWITCHYARD__*` overrides and validates every key; the
-    /// `[nats]` table, if any, comes back beside it.
-    pub fn from_file(path: &Path) -> anyhow::Result<(WorkerRoleConfig, Option<NatsConfig>)> {
-        let (text, nats) = crate::config_file::read_role(path)?;
-        let config: WorkerRoleConfig = toml::from_str(&text)
+    /// process-wide settings (`[nats]`, `admin_listen`, `[telemetry]`) come back beside it.
+    pub fn from_file(path: &Path) -> anyhow::Result<(WorkerRoleConfig, RoleFile)> {
+        let file = crate::config_file::read_role(path)?;
+        Ok((WorkerRoleConfig::from_role_file(&file, path)?, file))
+    }
+
+    /// The worker's part of a role file already read (`path` names it in errors).
+    pub fn from_role_file(file: &RoleFile, path: &Path) -> anyhow::Result<WorkerRoleConfig> {
+        let config: WorkerRoleConfig = toml::from_str(&file.text)
             .with_context(|| format!("{} is not a valid worker configuration", path.display()))?;
         config.worker.validate()?;
-        Ok((config, nats))
+        Ok(config)
     }
 }
 

@@ -23,6 +23,36 @@ pub use message::{
     Control, History, LiveEvent, Message, Publish, RegistryEvent, Stored, WorkerInfo,
 };
 
+/// The `store` span of a message's trace (only while traces are exported): a child of
+/// the publisher's context in `msg.traceparent`, or of the current span.
+pub(crate) fn store_span(engine: &'static str, msg: &Publish) -> tracing::Span {
+    let span = switchyard_telemetry::trace::span(|| {
+        tracing::info_span!(
+            "store",
+            engine,
+            room = %msg.room,
+            seq = tracing::field::Empty,
+            duplicate = tracing::field::Empty,
+        )
+    });
+    switchyard_telemetry::trace::set_parent(&span, msg.traceparent.as_deref());
+    span
+}
+
+pub(crate) fn record_stored(span: &tracing::Span, stored: &Result<Stored, BrokerError>) {
+    match stored {
+        Ok(stored) => {
+            // OpenTelemetry takes integers as i64 (a u64 turns into a string).
+            span.record("seq", stored.seq as i64);
+            span.record("duplicate", stored.duplicate);
+        }
+        Err(err) => {
+            span.record("duplicate", false);
+            tracing::debug!(parent: span, error = %err, "not stored");
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
     /// The broker cannot take the request now; nothing was stored. Retry later.
@@ -47,6 +77,9 @@ pub type RegistryFeed = BoxStream<'static, RegistryEvent>;
 pub trait Broker: Send + Sync + 'static {
     /// The engine's name, for logs and metrics.
     fn engine(&self) -> &'static str;
+
+    /// Adds the engine's own metrics (connection state, reconnects) to a scrape.
+    fn render_metrics(&self, _out: &mut switchyard_telemetry::Exposition) {}
 
     /// Stores a message and returns its seq once it is stored. With a `msg_id` seen within
     /// the dedupe window, stores nothing and returns the first seq (`duplicate: true`).

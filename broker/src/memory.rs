@@ -185,13 +185,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[async_trait]
-impl Broker for MemoryBroker {
-    fn engine(&self) -> &'static str {
-        "memory"
-    }
-
-    async fn publish(&self, msg: Publish) -> Result<Stored, BrokerError> {
+impl MemoryBroker {
+    /// Stores a message under its room's lock and sends it to the live feed.
+    fn store(&self, msg: Publish) -> Result<Stored, BrokerError> {
         self.check(Some(&msg.data))?;
         let room = self.room(&msg.room);
         let mut log = lock(&room.state);
@@ -237,6 +233,24 @@ impl Broker for MemoryBroker {
             let _ = room.live.send(LiveEvent::Msg(message));
         }
         Ok(stored)
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn engine(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn publish(&self, mut msg: Publish) -> Result<Stored, BrokerError> {
+        let span = crate::store_span("memory", &msg);
+        if let Some(tp) = switchyard_telemetry::trace::traceparent(&span) {
+            msg.traceparent = Some(tp);
+        }
+        // No await inside: entering the span for the store is enough.
+        let stored = span.in_scope(|| self.store(msg));
+        crate::record_stored(&span, &stored);
+        stored
     }
 
     async fn publish_ephemeral(&self, msg: Publish) -> Result<(), BrokerError> {

@@ -22,7 +22,7 @@ mod registry;
 mod setup;
 mod subjects;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_nats::connection::State;
@@ -32,8 +32,10 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use switchyard_protocol::frame::Member;
 use switchyard_protocol::{RoomName, UserId};
+use switchyard_telemetry::trace;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use config::NatsConfig;
 
@@ -56,6 +58,16 @@ pub struct NatsBroker {
     /// Bumped on every reconnect and leader election: live feeds yield `Lagged`.
     lag: watch::Sender<u64>,
     stop: CancellationToken,
+    events: Arc<ConnectionEvents>,
+}
+
+/// What the connection went through, counted from async-nats' events.
+#[derive(Default)]
+struct ConnectionEvents {
+    /// `Connected` events: the first connection and every reconnect.
+    connects: AtomicU64,
+    disconnects: AtomicU64,
+    leader_elections: AtomicU64,
 }
 
 pub(crate) fn unavailable(what: &str, err: impl std::fmt::Display) -> BrokerError {
@@ -79,18 +91,25 @@ impl NatsBroker {
             .map_err(|e| BrokerError::Rejected(format!("nats.url: {e}")))?;
         let lag = watch::channel(0u64).0;
         let events = lag.clone();
+        let counted = Arc::new(ConnectionEvents::default());
+        let counts = counted.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(config.name.clone().unwrap_or_else(|| "switchyard".into()))
             .request_timeout(Some(config.request_timeout))
             .event_callback(move |event| {
                 let events = events.clone();
+                let counts = counts.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("connected to NATS");
+                            counts.connects.fetch_add(1, Ordering::Relaxed);
                             events.send_modify(|n| *n += 1);
                         }
-                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        async_nats::Event::Disconnected => {
+                            counts.disconnects.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("disconnected from NATS")
+                        }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }
                 }
@@ -161,6 +180,7 @@ impl NatsBroker {
             presence,
             lag,
             stop,
+            events: counted,
         });
         tokio::spawn(watch_leader(broker.clone()));
         Ok(broker)
@@ -189,6 +209,35 @@ impl NatsBroker {
             State::Connected => Ok(()),
             _ => Err(BrokerError::Unavailable("not connected to NATS".into())),
         }
+    }
+
+    /// Stores on `sy.room.<room>` and waits for JetStream's ack.
+    async fn store(&self, msg: Publish) -> Result<Stored, BrokerError> {
+        self.connected()?;
+        if msg.data.len() > self.config.max_message_bytes as usize {
+            return Err(BrokerError::Rejected(format!(
+                "message of {} bytes is over the limit of {}",
+                msg.data.len(),
+                self.config.max_message_bytes
+            )));
+        }
+        let headers = Self::headers(&msg);
+        let ts = headers
+            .get(headers::TS)
+            .and_then(|v| v.as_str().parse().ok())
+            .unwrap_or_else(decode::now_ms);
+        let ack = self
+            .js
+            .publish_with_headers(subjects::stored(&msg.room), headers, msg.data)
+            .await
+            .map_err(|e| unavailable("publish", e))?
+            .await
+            .map_err(|e| unavailable("store the message", e))?;
+        Ok(Stored {
+            seq: ack.sequence,
+            ts,
+            duplicate: ack.duplicate,
+        })
     }
 
     fn headers(msg: &Publish) -> HeaderMap {
@@ -235,6 +284,10 @@ async fn watch_leader(broker: Arc<NatsBroker>) {
             msg = sub.next() => if msg.is_none() { return },
         }
         tracing::info!("room stream elected a new leader: checking every room for gaps");
+        broker
+            .events
+            .leader_elections
+            .fetch_add(1, Ordering::Relaxed);
         let mut rooms = broker.rooms.clone();
         if let Ok(epoch) = epoch_of(&mut rooms).await {
             *broker.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch;
@@ -249,32 +302,52 @@ impl Broker for NatsBroker {
         "nats"
     }
 
-    async fn publish(&self, msg: Publish) -> Result<Stored, BrokerError> {
-        self.connected()?;
-        if msg.data.len() > self.config.max_message_bytes as usize {
-            return Err(BrokerError::Rejected(format!(
-                "message of {} bytes is over the limit of {}",
-                msg.data.len(),
-                self.config.max_message_bytes
-            )));
+    fn render_metrics(&self, out: &mut switchyard_telemetry::Exposition) {
+        let connected = matches!(self.client.connection_state(), State::Connected);
+        out.gauge(
+            "switchyard_nats_connected",
+            "1 while the process is connected to NATS.",
+            &[],
+            if connected { 1.0 } else { 0.0 },
+        );
+        // The connection callback may not have run yet for the first connection.
+        let connects = self.events.connects.load(Ordering::Relaxed).max(1);
+        out.counter(
+            "switchyard_nats_reconnects_total",
+            "Connections to NATS after the first one.",
+            &[],
+            connects - 1,
+        );
+        out.counter(
+            "switchyard_nats_disconnects_total",
+            "Losses of the NATS connection.",
+            &[],
+            self.events.disconnects.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "switchyard_nats_leader_elections_total",
+            "Leader elections of the room stream seen (every room is checked for gaps).",
+            &[],
+            self.events.leader_elections.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "switchyard_nats_dropped_not_json_total",
+            "Payloads from NATS dropped because they were not JSON.",
+            &[],
+            NatsBroker::dropped_not_json(),
+        );
+    }
+
+    async fn publish(&self, mut msg: Publish) -> Result<Stored, BrokerError> {
+        // The JetStream store is a span of the message's trace; its context rides in the
+        // stored message's headers (RePublish keeps them) to every worker's `fanout`.
+        let span = crate::store_span("nats", &msg);
+        if let Some(tp) = trace::traceparent(&span) {
+            msg.traceparent = Some(tp);
         }
-        let headers = Self::headers(&msg);
-        let ts = headers
-            .get(headers::TS)
-            .and_then(|v| v.as_str().parse().ok())
-            .unwrap_or_else(decode::now_ms);
-        let ack = self
-            .js
-            .publish_with_headers(subjects::stored(&msg.room), headers, msg.data)
-            .await
-            .map_err(|e| unavailable("publish", e))?
-            .await
-            .map_err(|e| unavailable("store the message", e))?;
-        Ok(Stored {
-            seq: ack.sequence,
-            ts,
-            duplicate: ack.duplicate,
-        })
+        let stored = self.store(msg).instrument(span.clone()).await;
+        crate::record_stored(&span, &stored);
+        stored
     }
 
     async fn publish_ephemeral(&self, msg: Publish) -> Result<(), BrokerError> {

@@ -13,6 +13,8 @@ use serde_json::value::RawValue;
 use switchyard_broker::{Broker, BrokerError, Control, Publish};
 use switchyard_protocol::frame::{minify_newlines, Member};
 use switchyard_protocol::{ErrorCode, RoomName, UserId, SERVER_SENDER};
+use switchyard_telemetry::trace;
+use tracing::Instrument as _;
 
 use crate::auth::bearer;
 use crate::error::{json_response, Rejection};
@@ -131,8 +133,18 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|e| Rejection::client(ErrorCode::BadRequest, format!("malformed body: {e}")))
+    serde_json::from_slice(&body).map_err(|e| {
+        // Where, not what: serde's message can quote the body, and refusals are logged.
+        Rejection::client(
+            ErrorCode::BadRequest,
+            format!(
+                "malformed body: {:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 fn room(name: &str) -> Result<RoomName, Rejection> {
@@ -178,20 +190,38 @@ async fn publish(
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
+        .filter(|v| trace::parse_traceparent(v).is_some())
         .map(str::to_string);
     let body: PublishBody = read_json(shared, req).await?;
+    let room = room(&body.room)?;
+    // The message's trace: the backend's when it sent a traceparent, else this request's.
+    let span = trace::span(|| {
+        tracing::info_span!(
+            "publish",
+            room = %room,
+            api = true,
+            ephemeral = body.ephemeral,
+            seq = tracing::field::Empty,
+        )
+    });
+    trace::set_parent(&span, traceparent.as_deref());
     let msg = Publish {
-        room: room(&body.room)?,
+        room,
         from: Arc::from(SERVER_SENDER),
         data: minify_newlines(body.data.get().as_bytes()),
         msg_id: None,
-        traceparent,
+        traceparent: trace::traceparent(&span).or(traceparent),
     };
     if body.ephemeral {
-        broker.publish_ephemeral(msg).await.map_err(broker_error)?;
+        let sent = broker.publish_ephemeral(msg).instrument(span).await;
+        shared.metrics.api_publish(sent.is_ok());
+        sent.map_err(broker_error)?;
         return ok_json(&Empty {});
     }
-    let stored = broker.publish(msg).await.map_err(broker_error)?;
+    let stored = broker.publish(msg).instrument(span.clone()).await;
+    shared.metrics.api_publish(stored.is_ok());
+    let stored = stored.map_err(broker_error)?;
+    span.record("seq", stored.seq as i64);
     ok_json(&Seq { seq: stored.seq })
 }
 

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+mod metrics;
 pub mod ratelimit;
 pub mod registry;
 pub mod route;
@@ -195,6 +196,7 @@ pub(crate) struct Shared {
     pub(crate) splices: TaskTracker,
     /// Cancelled once in-flight handshakes are done: ends the splices.
     pub(crate) splice_stop: CancellationToken,
+    pub(crate) metrics: Arc<metrics::GatewayMetrics>,
 }
 
 impl Shared {
@@ -251,6 +253,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             splices: TaskTracker::new(),
             splice_stop: CancellationToken::new(),
+            metrics: Arc::default(),
         };
         if settings.tls.is_none() {
             tracing::warn!(
@@ -265,6 +268,13 @@ impl Gateway {
             max_header_bytes: limits.max_header_bytes.max(config::MIN_MAX_HEADER_BYTES),
             max_connections: limits.max_connections.max(1),
         })
+    }
+
+    /// What an admin listener reads: metrics and readiness, valid after `serve` ends.
+    pub fn telemetry(&self) -> GatewayTelemetry {
+        GatewayTelemetry {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Accepts connections until `shutdown` is cancelled, then stops accepting, waits for
@@ -312,16 +322,19 @@ impl Gateway {
                     }
                 },
             };
-            let span = tracing::debug_span!(
-                "conn",
+            // One trace per connection: accept → authenticate → route → handoff.
+            let span = tracing::info_span!(
+                "accept",
                 client.addr = %addr,
                 user.id = tracing::field::Empty,
                 worker.id = tracing::field::Empty,
+                upgrade.outcome = tracing::field::Empty,
             );
             let gateway = this.clone();
             let stop = shutdown.clone();
             handshakes.spawn(
                 async move {
+                    let _open = gateway.shared.metrics.accepted();
                     gateway.connection(stream, addr, stop).await;
                     drop(permit);
                 }
@@ -381,6 +394,23 @@ impl Gateway {
             // Resets, EOF and header timeouts are the client's business.
             tracing::debug!(error = %e, "connection ended");
         }
+    }
+}
+
+/// A gateway's metrics and readiness, for the admin listener.
+#[derive(Clone)]
+pub struct GatewayTelemetry {
+    shared: Arc<Shared>,
+}
+
+impl GatewayTelemetry {
+    pub fn render_metrics(&self, out: &mut switchyard_telemetry::Exposition) {
+        self.shared.metrics.render(out, &self.shared.router);
+    }
+
+    /// `/readyz`: serving, and at least one worker can take a connection.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready()
     }
 }
 

@@ -297,9 +297,33 @@ impl Router {
         }
     }
 
+    /// How many workers are known and routable, with the load the routable ones report.
+    pub fn census(&self, now: Instant) -> Census {
+        let workers = self.workers();
+        let mut census = Census {
+            known: workers.len() as u64,
+            ..Census::default()
+        };
+        for load in workers.iter().filter_map(|w| w.load(now)) {
+            census.routable += 1;
+            census.conns += load.conns;
+            census.capacity += load.capacity;
+        }
+        census
+    }
+
     pub fn any_routable(&self, now: Instant) -> bool {
         self.workers().iter().any(|w| w.load(now).is_some())
     }
+}
+
+/// The router's workers, counted for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    pub known: u64,
+    pub routable: u64,
+    pub conns: u64,
+    pub capacity: u64,
 }
 
 /// Power of two choices among the routable `workers` that pass `filter`.

@@ -212,9 +212,11 @@ async fn answer(
     let worker_upgrade = hyper::upgrade::on(&mut response);
     let stop = shared.splice_stop.clone();
     let worker_id = worker_id.to_string();
+    let open = shared.metrics.open();
     shared.splices.spawn(
         async move {
             let _guard = guard;
+            let _open = open;
             let (client, worker) = match tokio::try_join!(client_upgrade, worker_upgrade) {
                 Ok(pair) => pair,
                 Err(e) => {

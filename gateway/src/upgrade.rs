@@ -14,7 +14,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
 use switchyard_protocol::{ErrorCode, Identity, SUBPROTOCOL};
-use tracing::Span;
+use switchyard_telemetry::trace;
+use tracing::{Instrument as _, Span};
 
 use crate::auth::extract_token;
 use crate::config::is_segment;
@@ -35,9 +36,21 @@ pub(crate) async fn handle(
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/ws" || path.starts_with("/ws/") {
-        return upgrade(&shared, client, req)
-            .await
-            .unwrap_or_else(Rejection::into_response);
+        let answer = upgrade(&shared, client, req).await;
+        let outcome = match &answer {
+            Ok(response) => Ok(response.status() == StatusCode::SWITCHING_PROTOCOLS),
+            Err(rejection) => Err(rejection.code),
+        };
+        shared.metrics.upgrade(outcome);
+        Span::current().record(
+            "upgrade.outcome",
+            match outcome {
+                Ok(true) => "ok",
+                Ok(false) => "worker_refused",
+                Err(code) => code.as_str(),
+            },
+        );
+        return answer.unwrap_or_else(Rejection::into_response);
     }
     if path.starts_with("/api/") {
         return api::handle(&shared, req).await;
@@ -137,17 +150,29 @@ async fn upgrade(
     let within_rate = shared.limiter.check(client.ip(), Instant::now());
 
     let path = check_upgrade(&req)?;
-    let token =
-        extract_token(req.headers(), req.uri().query()).ok_or(crate::auth::AuthError::Missing)?;
-    let now = now_secs();
-    let verified = shared.verifier.verify(&token, now)?;
-    drop(token);
-    if let Some(broker) = &shared.broker {
-        shared
-            .verifier
-            .check_revoked(&verified, broker.as_ref(), now)
-            .await?;
+    // A client's own trace context is linked: the connection's trace is the gateway's.
+    let client_traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= MAX_TRACEPARENT_BYTES);
+    trace::link(&Span::current(), client_traceparent);
+    let verified = async {
+        let token = extract_token(req.headers(), req.uri().query())
+            .ok_or(crate::auth::AuthError::Missing)?;
+        let now = now_secs();
+        let verified = shared.verifier.verify(&token, now)?;
+        drop(token);
+        if let Some(broker) = &shared.broker {
+            shared
+                .verifier
+                .check_revoked(&verified, broker.as_ref(), now)
+                .await?;
+        }
+        Ok::<_, Rejection>(verified)
     }
+    .instrument(tracing::info_span!("authenticate"))
+    .await?;
     Span::current().record("user.id", verified.user.as_str());
 
     if !within_rate {
@@ -157,10 +182,12 @@ async fn upgrade(
         ));
     }
 
-    let target = shared
-        .router
-        .choose(path.worker.as_deref(), None, Instant::now())
-        .ok_or_else(no_worker)?;
+    let target = tracing::info_span!("route", sticky = path.worker.is_some()).in_scope(|| {
+        shared
+            .router
+            .choose(path.worker.as_deref(), None, Instant::now())
+            .ok_or_else(no_worker)
+    })?;
 
     let subprotocol = !offered_subprotocols(req.headers()).is_empty();
     let query = req.uri().query();
@@ -168,19 +195,25 @@ async fn upgrade(
     identity.subprotocol = subprotocol;
     identity.resume_conn = path.conn;
     identity.resume_token = query.and_then(|q| query_param(q, "resume_token"));
-    identity.traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= MAX_TRACEPARENT_BYTES)
-        .map(str::to_string);
+    Span::current().record("worker.id", target.id());
+    let handoff = tracing::info_span!(
+        "handoff",
+        worker.id = target.id(),
+        remote = matches!(target, Target::Remote(_))
+    );
+    // The worker's session joins this trace (without traces, the client's goes on).
+    identity.traceparent =
+        trace::traceparent(&handoff).or_else(|| client_traceparent.map(str::to_string));
     strip_token(&mut req, subprotocol);
 
-    Span::current().record("worker.id", target.id());
-    match target {
-        Target::Local(worker) => Ok(worker.handoff(req, identity).await),
-        Target::Remote(worker) => splice::splice(shared, req, worker, identity).await,
+    async move {
+        match target {
+            Target::Local(worker) => Ok(worker.handoff(req, identity).await),
+            Target::Remote(worker) => splice::splice(shared, req, worker, identity).await,
+        }
     }
+    .instrument(handoff)
+    .await
 }
 
 pub(crate) fn no_worker() -> Rejection {

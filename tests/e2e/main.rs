@@ -7,6 +7,8 @@ mod client;
 mod drain;
 mod limits;
 mod mesh;
+mod metrics;
+mod observability;
 mod resume;
 mod roles;
 mod session;

@@ -12,6 +12,10 @@ use crate::session::{lock, Attachment};
 use crate::{Phase, Shared};
 
 pub(crate) async fn run(shared: &Arc<Shared>, grace: Duration) {
+    shared
+        .metrics
+        .drains
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     shared.phase.send_replace(Phase::Draining);
     close_all(shared, CloseCode::Drained, grace).await;
 }

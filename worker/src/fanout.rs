@@ -18,20 +18,25 @@ use futures_util::StreamExt;
 use switchyard_broker::{LiveEvent, LiveFeed, Message};
 use switchyard_protocol::frame::{encode_msg, ServerFrame};
 use switchyard_protocol::RoomName;
+use switchyard_telemetry::histogram::now_ms;
+use switchyard_telemetry::trace;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, trace};
+use tracing::debug;
 
+use crate::metrics::Metrics;
 use crate::room::{lock, LocalRoom, Member, RoomSettings};
 use crate::session::outbox::{OutItem, RoomFrame};
 use crate::stats::Stats;
 use crate::store::Store;
 
 pub(crate) struct FanOut {
+    worker: Arc<str>,
     room: RoomName,
     local: Weak<LocalRoom>,
     store: Store,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     page: usize,
     /// The last seq forwarded (the room's head when the feed started).
     last: u64,
@@ -50,19 +55,24 @@ const EARLY_HEAD_CHECKS: [std::time::Duration; 3] = [
 ];
 
 impl FanOut {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        worker: Arc<str>,
         room: RoomName,
         local: Weak<LocalRoom>,
         store: Store,
         stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
         settings: RoomSettings,
         head: u64,
     ) -> FanOut {
         FanOut {
+            worker,
             room,
             local,
             store,
             stats,
+            metrics,
             page: settings.page,
             last: head,
             skip_gap_fill: settings.skip_gap_fill,
@@ -180,11 +190,26 @@ impl FanOut {
         let Some(local) = self.local.upgrade() else {
             return;
         };
+        // One span per message per worker (while traces are exported), in the
+        // publisher's trace through the message's `traceparent`.
+        let span = trace::span(|| {
+            tracing::info_span!(
+                "fanout",
+                worker.id = %self.worker,
+                room = %self.room,
+                seq = msg.seq.map(|seq| seq as i64),
+                deliveries = tracing::field::Empty,
+                queue_ms = tracing::field::Empty,
+            )
+        });
+        trace::set_parent(&span, msg.traceparent.as_deref());
         let frame = Arc::new(RoomFrame {
             room: self.room.clone(),
             seq: msg.seq,
             prev,
             line: encode_msg(self.room.as_str(), msg.seq, &msg.from, msg.ts, &msg.data),
+            ts: msg.ts,
+            trace: trace::sampled_trace_id(&span),
         });
         if frame.seq.is_some() {
             // Into the window before any member can see it: a member that takes its
@@ -194,10 +219,12 @@ impl FanOut {
             }
         }
         let members = local.members.read().unwrap_or_else(|e| e.into_inner());
-        trace!(room = %self.room, seq = ?msg.seq, members = members.len(), "fan-out");
+        tracing::trace!(room = %self.room, seq = ?msg.seq, members = members.len(), "fan-out");
+        self.metrics.fanout_messages.fetch_add(1, Ordering::Relaxed);
+        let mut offered = 0u64;
         for member in members.values() {
             match member.outbox.try_send(OutItem::Msg(frame.clone())) {
-                Ok(()) => {}
+                Ok(()) => offered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) if frame.seq.is_some() => {
                     self.stats
                         .slow_consumer_drops
@@ -210,6 +237,14 @@ impl FanOut {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
+        }
+        self.metrics
+            .fanout_offers
+            .fetch_add(offered, Ordering::Relaxed);
+        if !span.is_none() {
+            span.record("deliveries", offered as i64);
+            // Store accepted → here: the time the message spent in NATS and the feed.
+            span.record("queue_ms", now_ms().saturating_sub(msg.ts) as i64);
         }
     }
 

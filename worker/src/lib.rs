@@ -18,6 +18,7 @@ mod control;
 mod drain;
 mod fanout;
 pub mod listener;
+mod metrics;
 mod registry;
 mod room;
 mod session;
@@ -69,6 +70,7 @@ pub(crate) struct Shared {
     pub(crate) rooms: Rooms,
     pub(crate) sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) tracker: TaskTracker,
     pub(crate) phase: watch::Sender<Phase>,
     pub(crate) permits: Arc<Semaphore>,
@@ -98,14 +100,17 @@ impl Worker {
         config.validate()?;
         let tracker = TaskTracker::new();
         let stats = Arc::new(Stats::default());
+        let metrics = Arc::new(metrics::Metrics::default());
         let shared = Arc::new(Shared {
             id: Arc::from(config.id.as_str()),
             permits: Arc::new(Semaphore::new(config.max_connections)),
             rooms: Rooms::new(
+                Arc::from(config.id.as_str()),
                 broker.clone(),
                 store::Store::new(broker.clone(), stats.clone()),
                 tracker.clone(),
                 stats.clone(),
+                metrics.clone(),
                 room::RoomSettings {
                     page: config.catch_up_page,
                     window: config.room_window,
@@ -119,6 +124,7 @@ impl Worker {
             verifier,
             sessions: Mutex::new(HashMap::new()),
             stats,
+            metrics,
             tracker,
             phase: watch::channel(Phase::Serving).0,
             shutdown: CancellationToken::new(),
@@ -150,6 +156,36 @@ impl Worker {
 
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// Renders this worker's metrics (labelled with its id) into a scrape.
+    pub fn render_metrics(&self, out: &mut switchyard_telemetry::Exposition) {
+        let shared = &self.shared;
+        let load = self.load();
+        let (mut queued, mut queued_max, sessions) = (0u64, 0u64, {
+            let sessions = session::lock(&shared.sessions);
+            sessions.values().cloned().collect::<Vec<_>>()
+        });
+        for session in &sessions {
+            let depth = (session.outbox.max_capacity() - session.outbox.capacity()) as u64;
+            queued += depth;
+            queued_max = queued_max.max(depth);
+        }
+        let gauges = metrics::Gauges {
+            connections: load.conns,
+            capacity: load.capacity,
+            sessions: sessions.len() as u64,
+            rooms: shared.rooms.len() as u64,
+            draining: load.draining,
+            outbox_queued: queued,
+            outbox_queued_max: queued_max,
+        };
+        metrics::render(out, &shared.id, &shared.metrics, &shared.stats, &gauges);
+    }
+
+    /// Ready to take connections: serving, not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.shared.is_draining() && !self.shared.shutdown.is_cancelled()
     }
 
     /// Sessions held, attached or detached.

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fanout::FanOut;
+use crate::metrics::Metrics;
 use crate::session::outbox::{OutItem, RoomFrame};
 use crate::stats::Stats;
 use crate::store::Store;
@@ -52,11 +53,13 @@ pub(crate) struct RoomSettings {
 }
 
 pub(crate) struct Rooms {
+    worker: Arc<str>,
     broker: Arc<dyn Broker>,
     store: Store,
     rooms: Mutex<HashMap<RoomName, Arc<LocalRoom>>>,
     tracker: TaskTracker,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     settings: RoomSettings,
 }
 
@@ -67,18 +70,22 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Rooms {
     pub(crate) fn new(
+        worker: Arc<str>,
         broker: Arc<dyn Broker>,
         store: Store,
         tracker: TaskTracker,
         stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
         settings: RoomSettings,
     ) -> Rooms {
         Rooms {
+            worker,
             broker,
             store,
             rooms: Mutex::new(HashMap::new()),
             tracker,
             stats,
+            metrics,
             settings,
         }
     }
@@ -122,10 +129,12 @@ impl Rooms {
                     Some(Window::new(head.head, head.epoch, self.settings.window));
                 let stop = CancellationToken::new();
                 let fan_out = FanOut::new(
+                    self.worker.clone(),
                     room.clone(),
                     Arc::downgrade(&local),
                     self.store.clone(),
                     self.stats.clone(),
+                    self.metrics.clone(),
                     self.settings,
                     head.head,
                 );
@@ -243,6 +252,8 @@ impl Rooms {
                     seq: Some(seq),
                     prev: Some(cursor),
                     line,
+                    ts: msg.ts,
+                    trace: None,
                 }));
                 cursor = seq;
             }

@@ -142,6 +142,8 @@ mod tests {
             seq: Some(seq),
             prev: Some(prev),
             line: Bytes::from(seq.to_string()),
+            ts: 0,
+            trace: None,
         })
     }
 

@@ -38,6 +38,8 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Identity) {
     let span = info_span!("session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty);
+    // The gateway's `handoff` span (or the client's context) is the session's parent.
+    switchyard_telemetry::trace::set_parent(&span, identity.traceparent.as_deref());
     async move {
         let mut ws = match upgrade.await {
             Ok(ws) => ws,
@@ -65,6 +67,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
             user: session.user.as_str().into(),
         }
         .encode();
+        shared
+            .metrics
+            .connections_accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.metrics.frame_out(&welcome);
         let sent = tokio::time::timeout(
             shared.config.write_timeout(),
             ws.write_frame(Frame::text(Payload::Borrowed(&welcome))),

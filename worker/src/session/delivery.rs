@@ -128,7 +128,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     }
 
     /// Feeds a room from its window or the store at the client's pace until it reaches
-    /// the head.
+    /// the head; its size and time go to the catch-up histograms.
     pub(super) async fn catch_up(&mut self, room: &RoomName) -> Result<Option<End>, Gone> {
         if self.shared.config.fault_injection.skip_gap_fill {
             if let Some(cursor) = self.state.cursors.get_mut(room) {
@@ -137,6 +137,22 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             return Ok(None);
         }
         self.shared.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let mut delivered = 0u64;
+        let result = self.catch_up_pages(room, &mut delivered).await;
+        let metrics = &self.shared.metrics;
+        metrics.catch_up_messages.observe(delivered);
+        metrics
+            .catch_up_time
+            .observe(started.elapsed().as_micros() as u64);
+        result
+    }
+
+    async fn catch_up_pages(
+        &mut self,
+        room: &RoomName,
+        delivered: &mut u64,
+    ) -> Result<Option<End>, Gone> {
         loop {
             let Some(cursor) = self.state.cursors.get_mut(room) else {
                 return Ok(None);
@@ -166,6 +182,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 .stats
                 .replayed
                 .fetch_add(page.lines.len() as u64, Ordering::Relaxed);
+            *delivered += page.lines.len() as u64;
             for line in &page.lines {
                 self.push(line).await?;
             }

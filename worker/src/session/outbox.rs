@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use switchyard_protocol::RoomName;
+use switchyard_telemetry::TraceId;
 
 /// A message of a room, encoded once per worker and shared by every local subscriber.
 #[derive(Debug)]
@@ -17,6 +18,11 @@ pub(crate) struct RoomFrame {
     pub(crate) prev: Option<u64>,
     /// The `msg` line, without its newline.
     pub(crate) line: Bytes,
+    /// When the store accepted it (milliseconds since the epoch): the start of the
+    /// fan-out latency measured when the line is written to a socket.
+    pub(crate) ts: u64,
+    /// The trace of its `fanout` span when that was sampled: the latency's exemplar.
+    pub(crate) trace: Option<TraceId>,
 }
 
 #[derive(Debug)]

@@ -11,9 +11,10 @@ use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
 use switchyard_broker::{BrokerError, Publish};
 use switchyard_protocol::frame::{split_pieces, ClientFrame, FrameError, ServerFrame};
 use switchyard_protocol::{CloseCode, ErrorCode, RoomName};
+use switchyard_telemetry::trace;
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
-use tracing::{debug, trace};
+use tracing::{debug, Instrument as _};
 
 use super::connection::Ctl;
 use super::outbox::OutItem;
@@ -116,6 +117,10 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             }
         };
         liveness.touch();
+        shared
+            .metrics
+            .bytes_in
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         match frame.opcode {
             OpCode::Text | OpCode::Binary if !frame.fin => {
                 if fragments.is_some() {
@@ -192,13 +197,15 @@ impl Reader<'_> {
             }
             self.limits.strikes += 1;
         }
-        trace!(code = err.code.as_str(), "frame rejected");
+        tracing::trace!(code = err.code.as_str(), "frame rejected");
         self.send(OutItem::Line(err.to_server_frame().encode()))
             .await;
     }
 
     async fn message(&mut self, opcode: OpCode, payload: &[u8]) {
+        let metrics = &self.shared.metrics;
         if opcode == OpCode::Binary {
+            metrics.frame_in_invalid();
             return self
                 .reject(FrameError::new(
                     ErrorCode::BadFrame,
@@ -207,6 +214,7 @@ impl Reader<'_> {
                 .await;
         }
         if std::str::from_utf8(payload).is_err() {
+            metrics.frame_in_invalid();
             return self
                 .reject(FrameError::new(
                     ErrorCode::BadFrame,
@@ -217,11 +225,15 @@ impl Reader<'_> {
         for piece in split_pieces(payload) {
             match ClientFrame::parse(piece) {
                 Ok(frame) => {
+                    self.shared.metrics.frame_in(frame.op());
                     if let Err(err) = self.handle(frame).await {
                         self.reject(err).await;
                     }
                 }
-                Err(err) => self.reject(err).await,
+                Err(err) => {
+                    self.shared.metrics.frame_in_invalid();
+                    self.reject(err).await
+                }
             }
         }
     }
@@ -343,7 +355,17 @@ impl Reader<'_> {
                         "publishing too fast: slow down",
                     ));
                 }
-                let ack = self.publish(room, data, ephemeral, reference.as_deref()).await.map_err(|err| match err {
+                shared.metrics.publishes.fetch_add(1, Ordering::Relaxed);
+                let ack = self
+                    .publish(room, data, ephemeral, reference.as_deref())
+                    .await;
+                let counter = if ack.is_ok() {
+                    &shared.metrics.publish_acks
+                } else {
+                    &shared.metrics.publish_failures
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let ack = ack.map_err(|err| match err {
                     BrokerError::Unavailable(_) => {
                         fail(ErrorCode::Unavailable, "the broker cannot take the message now: nothing was stored, retry with the same ref")
                     }
@@ -429,16 +451,31 @@ impl Reader<'_> {
         reference: Option<&str>,
     ) -> Result<Option<Bytes>, BrokerError> {
         let session = self.session;
+        // Each message starts a trace of its own (only while traces are exported),
+        // linked to its connection's.
+        let span = trace::span(|| {
+            tracing::info_span!(
+                "publish",
+                room = %room,
+                ephemeral,
+                seq = tracing::field::Empty,
+            )
+        });
+        trace::new_trace(&span, &tracing::Span::current());
         let msg = Publish {
             room,
             from: Arc::from(session.user.as_str()),
             data,
             // Dedupe key: a retried `ref` on this session is stored once (PROTOCOL §3).
             msg_id: reference.map(|r| format!("{}:{r}", session.conn)),
-            traceparent: None,
+            traceparent: trace::traceparent(&span),
         };
         if ephemeral {
-            self.shared.broker.publish_ephemeral(msg).await?;
+            self.shared
+                .broker
+                .publish_ephemeral(msg)
+                .instrument(span)
+                .await?;
             return Ok(reference.map(|r| {
                 ServerFrame::Ack {
                     reference: Some(r.into()),
@@ -447,7 +484,13 @@ impl Reader<'_> {
                 .encode()
             }));
         }
-        let stored = self.shared.broker.publish(msg).await?;
+        let stored = self
+            .shared
+            .broker
+            .publish(msg)
+            .instrument(span.clone())
+            .await?;
+        span.record("seq", stored.seq as i64);
         Ok(Some(
             ServerFrame::Ack {
                 reference: reference.map(Into::into),

@@ -4,6 +4,7 @@
 //! [`super::delivery`]); sends heartbeats and token-expiry notices; and writes every
 //! close.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::limits::REFRESH_NOTICE;
 use switchyard_protocol::CloseCode;
+use switchyard_telemetry::TraceId;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::connection::Ctl;
-use super::outbox::OutItem;
+use super::outbox::{OutItem, RoomFrame};
 use super::reader::Liveness;
 use super::{Session, WriterState};
 use crate::Shared;
@@ -44,6 +46,10 @@ pub(super) struct Gone;
 pub(super) struct Batch {
     buf: Vec<u8>,
     max: usize,
+    /// The live messages in `buf`: their accept time (ms) and trace, recorded in the
+    /// fan-out latency histogram once the frame is written. Reused: it grows to the
+    /// largest batch once and never allocates again.
+    live: Vec<(u64, Option<TraceId>)>,
 }
 
 impl Batch {
@@ -86,6 +92,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         batch: Batch {
             buf: Vec::new(),
             max: config.max_batch_bytes,
+            live: Vec::new(),
         },
     };
     let mut heartbeat =
@@ -138,7 +145,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     noticed = true;
                     let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
                     let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
-                    w.batch.push(&line);
+                    w.push(&line).await?;
                     w.flush().await?;
                 }
                 _ = sleep_until(expire_at) => {
@@ -171,6 +178,14 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     result.unwrap_or(End::Lost)
 }
 
+/// Microseconds since the epoch: the fan-out latency's clock (see `crate::metrics`).
+fn wall_clock_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// When to send `refresh_required` (min(30 s, half the token's life) before `exp`) and
 /// when to close for expiry (`exp` plus leeway).
 fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
@@ -186,6 +201,10 @@ fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
 
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     pub(super) async fn write(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
+        self.shared
+            .metrics
+            .bytes_out
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         match tokio::time::timeout(
             self.shared.config.write_timeout(),
             self.ws.write_frame(frame),
@@ -212,11 +231,39 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         let result = self.write(Frame::text(Payload::Borrowed(&buf))).await;
         self.batch.buf = buf;
         self.batch.buf.clear();
+        if result.is_ok() && !self.batch.live.is_empty() {
+            // One clock read per write; every live message in it is one delivery.
+            let now_us = wall_clock_us();
+            let metrics = &self.shared.metrics;
+            metrics
+                .deliveries
+                .fetch_add(self.batch.live.len() as u64, Ordering::Relaxed);
+            for (ts, trace) in self.batch.live.drain(..) {
+                let us = now_us.saturating_sub(ts.saturating_mul(1000));
+                metrics
+                    .fanout_latency
+                    .observe_with(us, trace, || now_us / 1000);
+            }
+        }
+        self.batch.live.clear();
         result
     }
 
+    /// Queues a line (counted by its op), writing the batch when it is full.
     pub(super) async fn push(&mut self, line: &[u8]) -> Result<(), Gone> {
+        self.shared.metrics.frame_out(line);
         self.batch.push(line);
+        if self.batch.is_full() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a message of the live fan-out: measured when its batch is written.
+    async fn push_live(&mut self, frame: &RoomFrame) -> Result<(), Gone> {
+        self.shared.metrics.msg_out();
+        self.batch.push(&frame.line);
+        self.batch.live.push((frame.ts, frame.trace));
         if self.batch.is_full() {
             self.flush().await?;
         }
@@ -232,6 +279,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 after_ms,
             }
             .encode();
+            self.shared.metrics.frame_out(&line);
             self.batch.push(&line);
         }
         self.flush().await?;
@@ -247,7 +295,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                     return Ok(None);
                 };
                 let Some(seq) = frame.seq else {
-                    self.push(&frame.line).await?;
+                    self.push_live(&frame).await?;
                     return Ok(None);
                 };
                 if seq <= cursor.last {
@@ -256,7 +304,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 let skip_gaps = self.shared.config.fault_injection.skip_gap_fill;
                 if skip_gaps || frame.prev.is_none_or(|prev| prev == cursor.last) {
                     cursor.last = seq;
-                    self.push(&frame.line).await?;
+                    self.push_live(&frame).await?;
                     return Ok(None);
                 }
                 // A gap: what came between is in the store (this message too).

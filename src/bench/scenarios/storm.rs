@@ -1,0 +1,151 @@
+//! `storm --conns N`: N subscribers (K per room) while messages flow; all drop their
+//! sockets at once, stay away `--down`, and reconnect together with `since`. Reports
+//! the time from reconnect to caught up (the room's seq at the new subscription point
+//! reached) and how many messages were replayed, then checks nothing was lost.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{bring_up, delivered, settle, start_publishing, stop_publishing, traffic, Published};
+use crate::bench::agent::{Command, Event, JobKind, RoomPlan};
+use crate::bench::cli::StormArgs;
+use crate::bench::stats::{fmt_ms, Histogram};
+use crate::bench::{Outcome, Setup};
+
+/// Publishing before the storm, and after everyone caught up.
+const BEFORE: Duration = Duration::from_secs(3);
+const AFTER: Duration = Duration::from_secs(2);
+/// Longest the storm's reconnects may take.
+const STORM_LIMIT: Duration = Duration::from_secs(180);
+
+pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<Outcome> {
+    let warnings = setup.file_warnings(args.conns);
+    let per_room = args.per_room.max(1);
+    let plan = RoomPlan::Block {
+        prefix: setup.prefix.clone(),
+        per_room,
+    };
+    let room_count = args.conns.div_ceil(per_room);
+    let rooms: Vec<String> = (0..room_count).map(|r| plan.room(r * per_room)).collect();
+    let (mut fleet, connected) =
+        bring_up(setup.jobs(JobKind::Hold, args.conns, plan), setup).await?;
+    let cpu0 = setup.cpu();
+    let mut publishing = start_publishing(setup, rooms.clone(), args.rate).await?;
+    fleet
+        .pump_until(publishing.started + BEFORE, &mut setup.progress)
+        .await;
+    setup.progress.phase = "storm";
+    let storm_at = Instant::now();
+    let reconnect_at_ns = setup.now_ns() + args.down.as_nanos() as u64;
+    fleet.send_all(&Command::Drop { reconnect_at_ns }).await?;
+    let stormed = fleet
+        .gather(
+            |e| matches!(e, Event::Stormed { .. }),
+            STORM_LIMIT + args.down,
+            &mut setup.progress,
+        )
+        .await?;
+    let storm_took = storm_at.elapsed();
+    setup.progress.phase = "publish";
+    fleet
+        .pump_until(Instant::now() + AFTER, &mut setup.progress)
+        .await;
+    let (acked, publish_for) =
+        stop_publishing(&mut publishing, &mut fleet, &mut setup.progress).await;
+    let members = |r: u64| per_room.min(args.conns - r * per_room);
+    let mut expected: u64 = (0..room_count)
+        .map(|r| acked.get(&rooms[r as usize]).copied().unwrap_or(0) * members(r))
+        .sum();
+    if connected.failed > 0 {
+        expected = expected * connected.ok / args.conns.max(1);
+    }
+    settle(&mut fleet, &mut setup.progress, expected).await;
+    let cpu1 = setup.cpu();
+    let done = fleet.stop(&mut setup.progress).await?;
+    let d = delivered(&done);
+    let published = Published::new(
+        setup,
+        &publishing,
+        &acked,
+        publish_for,
+        expected,
+        (cpu0, cpu1),
+    );
+    let (mut json, mut lines, charts) = traffic(&fleet, &d, &published);
+
+    let (mut reconnected, mut failed, mut retries, mut replayed, mut caught_up) = (0, 0, 0, 0, 0);
+    let mut from_storm = Histogram::new();
+    let mut from_attempt = Histogram::new();
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    for event in stormed {
+        if let Event::Stormed {
+            reconnected: a,
+            failed: b,
+            retries: c,
+            replayed: r,
+            caught_up: u,
+            from_storm: s,
+            from_attempt: t,
+            errors: e,
+        } = event
+        {
+            reconnected += a;
+            failed += b;
+            retries += c;
+            replayed += r;
+            caught_up += u;
+            from_storm.merge_sparse(&s);
+            from_attempt.merge_sparse(&t);
+            for (kind, n) in e {
+                *errors.entry(kind).or_default() += n;
+            }
+        }
+    }
+    json["conns"] = args.conns.into();
+    json["per_room"] = per_room.into();
+    json["rate"] = args.rate.into();
+    json["down_seconds"] = args.down.as_secs_f64().into();
+    json["connect"] = connected.json();
+    json["storm"] = serde_json::json!({
+        "reconnected": reconnected,
+        "failed": failed,
+        "retries": retries,
+        "errors": errors,
+        "caught_up": caught_up,
+        "not_caught_up": reconnected.saturating_sub(caught_up),
+        "replayed": replayed,
+        "catch_up_ms": from_storm.summary_ms(),
+        "catch_up_from_attempt_ms": from_attempt.summary_ms(),
+        "seconds": (storm_took.as_secs_f64() * 1000.0).round() / 1000.0,
+    });
+    json["warnings"] = warnings.clone().into();
+    let mut head = vec![
+        format!(
+            "storm       {} connections ({per_room} per room, {room_count} rooms), {} msg/s, away {:.1}s",
+            args.conns,
+            args.rate,
+            args.down.as_secs_f64()
+        ),
+        connected.line(),
+        format!(
+            "reconnect   {reconnected} back ({failed} failed, {retries} retries {errors:?}), {caught_up} caught up, {replayed} messages replayed"
+        ),
+        format!(
+            "caught up   from reconnect: p50 {} p99 {} max {}; from each client's attempt: p50 {} p99 {}",
+            fmt_ms(from_storm.quantile(0.5)),
+            fmt_ms(from_storm.quantile(0.99)),
+            fmt_ms(from_storm.max()),
+            fmt_ms(from_attempt.quantile(0.5)),
+            fmt_ms(from_attempt.quantile(0.99)),
+        ),
+    ];
+    head.append(&mut lines);
+    head.extend(warnings.into_iter().map(|w| format!("WARNING     {w}")));
+    Ok(Outcome {
+        json,
+        lines: head,
+        charts: Some(charts),
+    })
+}
