@@ -110,7 +110,7 @@ impl Fleet {
         Ok(fleet)
     }
 
-    pub fn len(&self) -> usize {
+    pub fn agents(&self) -> usize {
         self.children.len()
     }
 
@@ -152,7 +152,7 @@ impl Fleet {
         progress: &mut Progress,
     ) -> anyhow::Result<Vec<Event>> {
         let deadline = Instant::now() + limit;
-        let mut got: Vec<Option<Event>> = vec![None; self.len()];
+        let mut got: Vec<Option<Event>> = vec![None; self.agents()];
         while got.iter().any(Option::is_none) {
             let next = tokio::time::timeout_at(deadline, self.next(progress))
                 .await

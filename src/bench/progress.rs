@@ -94,7 +94,7 @@ impl Progress {
             ));
             self.last_sent = sent;
         }
-        if let Some((n, p99)) = agg.last_second() {
+        if let Some((n, p99)) = agg.last_second().filter(|_| agg.deliveries > 0) {
             line.push_str(&format!("  recv {}/s  p99 {}", human(n), fmt_ms(p99)));
         }
         if agg.dups > 0 {

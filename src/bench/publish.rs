@@ -84,7 +84,7 @@ impl Publishers {
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub fn connections(&self) -> usize {
         self.conns.len()
     }
 

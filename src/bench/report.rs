@@ -145,7 +145,7 @@ fn html(scenario: &str, json: &serde_json::Value, images: &[&str]) -> String {
     flatten("", json, &mut rows);
     let mut figures = String::new();
     for image in images {
-        let _ = write!(figures, "<p><img src=\"{image}\" alt=\"{image}\"></p>\n");
+        let _ = writeln!(figures, "<p><img src=\"{image}\" alt=\"{image}\"></p>");
     }
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>switchyard bench {scenario}</title>\n\

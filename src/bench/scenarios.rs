@@ -133,7 +133,7 @@ async fn start_publishing(
     let publishers = Publishers::connect(setup.pub_plan(rooms, rate)).await?;
     setup.progress.publish = Some(publishers.counters.clone());
     setup.progress.phase = "publish";
-    let count = publishers.len();
+    let count = publishers.connections();
     let lead = Duration::from_millis(100);
     let start_ns = setup.now_ns() + lead.as_nanos() as u64;
     let stop = CancellationToken::new();
