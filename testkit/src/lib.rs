@@ -125,6 +125,16 @@ impl Stack {
         Ok((conn, welcome))
     }
 
+    /// GETs `path` from the stack's admin listener (start it with
+    /// `options.admin_listen = Some("127.0.0.1:0".parse()?)`): status and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self
+            .dev
+            .admin_addr
+            .expect("the stack has an admin listener");
+        admin_get(addr, path).await
+    }
+
     pub fn api(&self) -> api::Api {
         api::Api::new(
             self.dev.addr,
@@ -174,6 +184,47 @@ impl Welcome {
     pub fn resume_path(&self) -> String {
         format!("{}?resume_token={}", self.resume, self.resume_token)
     }
+}
+
+/// GETs `path` from an admin listener over plain HTTP/1.1: status and body.
+pub async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin listener reachable");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut response = Vec::new();
+    tcp.read_to_end(&mut response).await.expect("response read");
+    let response = String::from_utf8(response).expect("admin answers are text");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, body.to_string())
+}
+
+/// The samples of a metric in a Prometheus text scrape whose labels include all of
+/// `labels`, summed (0 when there is none).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            if metric != name {
+                return None;
+            }
+            let matches = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 pub fn now() -> f64 {
