@@ -363,6 +363,17 @@ impl Mesh {
         self.wait_routable(id).await;
     }
 
+    /// A crash and its replacement, as an orchestrator would do it: SIGKILL of worker
+    /// `id`, `down` of absence, then the same worker started again on its port. Returns
+    /// once every gateway routes to it again, with how long it was away.
+    pub async fn crash_worker(&mut self, id: &str, down: Duration) -> Duration {
+        let killed = Instant::now();
+        self.kill_worker(id);
+        sleep(down).await;
+        self.restart_worker(id).await;
+        killed.elapsed()
+    }
+
     /// SIGKILL of gateway `gateway`.
     pub fn kill_gateway(&mut self, gateway: usize) {
         self.gateways[gateway].kill();

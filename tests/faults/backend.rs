@@ -8,6 +8,7 @@ use switchyard_testkit::NatsServer;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::load::{Load, LoadOptions};
+use crate::scale::Scale;
 use crate::{binary, report, CATCH_UP};
 
 const MESSAGES: usize = 150;
@@ -17,7 +18,7 @@ async fn a_backend_publishing_through_nats_reaches_clients_on_every_worker() {
     let nats = NatsServer::start().await;
     let mesh = Mesh::start(binary(), MeshOptions::new(nats.url())).await;
     let mut options = LoadOptions::new(&mesh, "orders");
-    options.clients = 9;
+    options.clients = Scale::get().pick(9, 300);
     options.publishers = 0;
     let load = Load::start(&mesh, options).await;
     let placement = load.placement();

@@ -12,10 +12,16 @@ async fn fan_out_reaches_clients_on_every_worker_process() {
     let nats = NatsServer::start().await;
     let mesh = Mesh::start(binary(), MeshOptions::new(nats.url())).await;
     let began = Instant::now();
-    let mut load = Load::start(&mesh, LoadOptions::new(&mesh, "fanout")).await;
+    let options = LoadOptions::new(&mesh, "fanout");
+    let per_worker = options.clients / mesh.worker_ids().len();
+    let mut load = Load::start(&mesh, options).await;
     let placement = load.placement();
     for id in mesh.worker_ids() {
-        assert_eq!(placement.get(&id), Some(&4), "clients on {placement:?}");
+        assert_eq!(
+            placement.get(&id),
+            Some(&per_worker),
+            "clients on {placement:?}"
+        );
     }
     load.wait_acked(200, std::time::Duration::from_secs(20))
         .await;

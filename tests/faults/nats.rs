@@ -10,7 +10,8 @@ use switchyard_testkit::{NatsCluster, NatsServer};
 use tokio::time::{sleep, Instant};
 
 use crate::load::{Load, LoadOptions};
-use crate::{binary, report, CATCH_UP};
+use crate::scale::Scale;
+use crate::{binary, report, Row, CATCH_UP};
 
 const PHASE: Duration = Duration::from_secs(30);
 const STREAM: &str = "SY_ROOMS";
@@ -23,25 +24,35 @@ const PAUSE_AFTER_REFUSAL: Duration = Duration::from_millis(500);
 
 #[tokio::test]
 async fn a_nats_restart_under_load_keeps_sessions_and_loses_no_acked_message() {
+    let scale = Scale::get();
+    let restarts = scale.pick(1, 3);
     let mut nats = NatsServer::start().await;
     let options = MeshOptions::new(nats.url()).nats_setting("request_timeout = \"2s\"");
     let mesh = Mesh::start(binary(), options).await;
     let began = Instant::now();
     let mut load_options = LoadOptions::new(&mesh, "restart");
+    load_options.clients = scale.pick(200, 1000);
     load_options.pause_after_refusal = Some(PAUSE_AFTER_REFUSAL);
+    let load_options = load_options.publishing_for((OUTAGE + PHASE) * restarts);
+    let clients = load_options.clients;
     let mut load = Load::start(&mesh, load_options).await;
     load.wait_acked(60, PHASE).await;
 
-    // A crash, and the server stays away for a while (the fault's length, not a wait
-    // for start-up): publishes meanwhile are refused, never acked.
-    let restarted = Instant::now();
-    nats.kill();
-    sleep(OUTAGE).await;
-    nats.restart().await;
-    let down = restarted.elapsed();
-    let acked = load.recorder.acked_count();
-    load.wait_acked(acked + 60, PHASE).await;
-    let publishing = restarted.elapsed();
+    let mut steps = Vec::new();
+    for _ in 0..restarts {
+        // A crash, and the server stays away for a while (the fault's length, not a
+        // wait for start-up): publishes meanwhile are refused, never acked.
+        let restarted = Instant::now();
+        nats.kill();
+        sleep(OUTAGE).await;
+        nats.restart().await;
+        let down = restarted.elapsed();
+        load.wait_more_acked(60, PHASE).await;
+        steps.push(format!(
+            "NATS killed and away {down:.1?}; 60 more acks {:.1?} after the restart began",
+            restarted.elapsed()
+        ));
+    }
     let published = load.stop_publishing().await;
     let stopped = Instant::now();
     let verdict = load.caught_up(CATCH_UP).await;
@@ -49,10 +60,23 @@ async fn a_nats_restart_under_load_keeps_sessions_and_loses_no_acked_message() {
         "d NATS restart",
         &verdict,
         &format!(
-            "NATS killed and away {down:?}; 60 more acks {publishing:?} after the restart began; caught up {:?} after the last publish; {published:?}",
+            "{steps:?}; caught up {:?} after the last publish; {published:?}",
             stopped.elapsed()
         ),
     );
+    Row {
+        scenario: "NATS single-node kill -9 and restart",
+        test: "nats::a_nats_restart",
+        clients,
+        rate: published.rate(),
+        duration: published.elapsed,
+        faults: format!(
+            "{restarts} × nats-server SIGKILL, away {:.0}s, restart ({} publishes refused)",
+            OUTAGE.as_secs_f64(),
+            published.refused.values().sum::<usize>()
+        ),
+    }
+    .print(&verdict);
     verdict.assert_clean();
     load.assert_clients_healthy();
     assert_eq!(load.disconnects_since(began), [], "sessions stay up");

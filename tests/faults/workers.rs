@@ -9,7 +9,8 @@ use switchyard_testkit::NatsServer;
 use tokio::time::{sleep, Instant};
 
 use crate::load::{Load, LoadOptions};
-use crate::{binary, report, CATCH_UP};
+use crate::scale::Scale;
+use crate::{binary, report, Row, CATCH_UP};
 
 const REGISTRY_TTL: Duration = Duration::from_secs(3);
 const PHASE: Duration = Duration::from_secs(20);
@@ -91,36 +92,47 @@ async fn kill_9_of_a_worker_moves_its_clients_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_gateway_restart_under_load_resumes_every_session() {
+    let scale = Scale::get();
+    let restarts = scale.pick(1, 3);
     let nats = NatsServer::start().await;
     let mut mesh = Mesh::start(binary(), MeshOptions::new(nats.url())).await;
-    let mut load = Load::start(&mesh, LoadOptions::new(&mesh, "gateway")).await;
+    let mut options = LoadOptions::new(&mesh, "gateway");
+    options.clients = scale.pick(200, 1000);
+    let options = options.publishing_for(PHASE * restarts);
+    let clients = options.clients;
+    let mut load = Load::start(&mesh, options).await;
     load.wait_acked(60, PHASE).await;
     let before = load.placement();
 
-    let killed = Instant::now();
-    mesh.kill_gateway(0);
-    mesh.restart_gateway(0).await;
-    let back = killed.elapsed();
     let all: Vec<usize> = (0..load.len()).collect();
-    load.wait_until("every client reconnected", PHASE, |l| {
-        all.iter().all(|&i| {
-            let log = l.log(i);
-            log.worker.is_some() && log.connects.last().is_some_and(|(at, _, _)| *at >= killed)
-        })
-    })
-    .await;
-    let reconnected = killed.elapsed();
-    let acked = load.recorder.acked_count();
-    load.wait_acked(acked + 60, PHASE).await;
+    let mut steps = Vec::new();
+    for _ in 0..restarts {
+        let killed = Instant::now();
+        mesh.kill_gateway(0);
+        mesh.restart_gateway(0).await;
+        let back = killed.elapsed();
+        let reconnected = load.wait_reconnected(&all, killed, PHASE).await;
+        steps.push(format!(
+            "gateway back after {back:.1?}, every client reconnected after {reconnected:.1?}"
+        ));
+        load.wait_more_acked(60, PHASE).await;
+    }
     let published = load.stop_publishing().await;
     let verdict = load.caught_up(CATCH_UP).await;
     report(
         "h gateway kill -9 and restart",
         &verdict,
-        &format!(
-            "gateway back after {back:?}; every client reconnected after {reconnected:?}; {published:?}"
-        ),
+        &format!("{steps:?}; {published:?}"),
     );
+    Row {
+        scenario: "gateway kill -9 and restart",
+        test: "workers::a_gateway_restart",
+        clients,
+        rate: published.rate(),
+        duration: published.elapsed,
+        faults: format!("{restarts} × gateway SIGKILL + restart; every session resumed"),
+    }
+    .print(&verdict);
     verdict.assert_clean();
     load.assert_clients_healthy();
     // The workers held the sessions: each client resumed its own, on the same worker.
