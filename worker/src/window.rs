@@ -19,7 +19,13 @@ pub(crate) struct Window {
     epoch: Arc<str>,
     /// Frames kept as messages flow; a backfill may hold up to `cap * BACKFILL_FACTOR`.
     cap: usize,
+    /// While a backfill is fresh the window may hold `cap * BACKFILL_FACTOR` frames:
+    /// new messages must not trim away at once what a resuming crowd is still reading.
+    backfilled_until: Option<std::time::Instant>,
 }
+
+/// How long a backfilled window keeps its size after the last backfill.
+const BACKFILL_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How far past `cap` a backfill may grow the window (it shrinks back as messages flow).
 pub(crate) const BACKFILL_FACTOR: usize = 8;
@@ -41,6 +47,7 @@ impl Window {
             last: head,
             epoch,
             cap,
+            backfilled_until: None,
         }
     }
 
@@ -69,7 +76,14 @@ impl Window {
         }
         self.last = seq;
         self.frames.push_back(frame);
-        self.trim(self.cap);
+        let fresh = self
+            .backfilled_until
+            .is_some_and(|until| std::time::Instant::now() < until);
+        self.trim(if fresh {
+            self.cap * BACKFILL_FACTOR
+        } else {
+            self.cap
+        });
     }
 
     /// The room's chain moved past seqs that carry nothing to deliver (a backend's
@@ -116,6 +130,7 @@ impl Window {
             self.frames.push_front(frame);
         }
         self.base = since;
+        self.backfilled_until = Some(std::time::Instant::now() + BACKFILL_LINGER);
         self.trim(self.cap * BACKFILL_FACTOR);
         true
     }
@@ -182,6 +197,28 @@ mod tests {
         assert!(w.read(3, 10).is_none());
         w.push(frame(9, 7)); // a repeat is ignored
         assert_eq!(seqs(&w.read(7, 10).unwrap()), vec![9]);
+    }
+
+    #[test]
+    fn a_backfill_is_not_trimmed_away_by_the_next_messages() {
+        let mut w = Window::new(20, Arc::from("e"), 2);
+        w.push(frame(25, 20));
+        assert!(w.prepend(5, vec![frame(8, 5), frame(12, 8), frame(20, 12)]));
+        w.push(frame(30, 25));
+        w.push(frame(31, 30));
+        assert_eq!(
+            w.base(),
+            5,
+            "the window keeps its backfill while it is fresh"
+        );
+        let all: Vec<u64> = w
+            .read(5, 10)
+            .unwrap()
+            .frames
+            .iter()
+            .map(|f| f.seq.unwrap())
+            .collect();
+        assert_eq!(all, vec![8, 12, 20, 25, 30, 31]);
     }
 
     #[test]
