@@ -54,7 +54,6 @@ fn connected(event: &Event) -> Option<bool> {
 /// `already_subscribed`. The client must still tell its user `subscribed`, and keep
 /// the subscription's point across a later fresh reconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: the Rust client takes already_subscribed after a resume as confirmation without emitting Subscribed (client/src/client/rooms.rs on_already_subscribed)"]
 async fn a_subscription_answered_as_the_socket_died_is_confirmed_and_keeps_its_point() {
     let stack = Stack::start_with(|o| o.worker.session_ttl = SESSION_TTL).await;
     let proxy = Proxy::start(stack.dev.addr).await;
@@ -130,7 +129,6 @@ async fn a_subscription_answered_as_the_socket_died_is_confirmed_and_keeps_its_p
 /// The server refuses a `sub` with `unavailable` ("subscribe again") while the broker is
 /// down; once it is back, subscribing again must reach the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: the Rust client leaves a sub refused as unavailable in its sent state, so subscribe() sends nothing until the next reconnect"]
 async fn a_sub_refused_as_unavailable_can_be_made_again() {
     let stack = Stack::start().await;
     let token = stack.token("u", &[ROOM], &[ROOM]);

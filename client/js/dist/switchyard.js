@@ -357,7 +357,14 @@ class Rooms {
     want(room, since, epoch, online) {
         let entry = this.map.get(room);
         if (entry === undefined) {
-            entry = { wanted: true, state: "unsent", lastSeq: undefined, epoch: undefined, sentSince: undefined };
+            entry = {
+                wanted: true,
+                state: "unsent",
+                lastSeq: undefined,
+                epoch: undefined,
+                sentSince: undefined,
+                renewing: false,
+            };
             this.map.set(room, entry);
         }
         entry.wanted = true;
@@ -405,6 +412,7 @@ class Rooms {
                 this.map.delete(room);
                 continue;
             }
+            entry.renewing = false;
             frames.push(this.subFrame(room, entry));
         }
         return frames;
@@ -437,6 +445,7 @@ class Rooms {
         if (entry === undefined)
             return false;
         entry.state = "confirmed";
+        entry.renewing = false;
         const reset = (entry.epoch !== undefined && entry.epoch !== epoch) ||
             (entry.lastSeq !== undefined && entry.lastSeq > seq);
         if (reset) {
@@ -451,13 +460,35 @@ class Rooms {
         entry.epoch = epoch;
         return entry.wanted;
     }
-    /** `already_subscribed`: the server held it all along (a `sub` resent on resume). */
+    /**
+     * `already_subscribed`: the server held the room all along (a `sub` resent on resume).
+     * When our `sub` was never answered, the server took it before the socket died and its
+     * `subscribed` was lost: the user still needs that answer, and a live-only `sub` its
+     * point, so the subscription is renewed (`unsub`, then `sub` from the last seq seen).
+     */
     onAlreadySubscribed(room) {
         const entry = this.map.get(room);
         if (entry === undefined)
-            return false;
-        entry.state = "confirmed";
-        return true;
+            return "unknown";
+        if (entry.state !== "sent")
+            return "known";
+        entry.renewing = true;
+        return [{ op: "unsub", room }, this.subFrame(room, entry)];
+    }
+    /** `unsubscribed`: returns whether it is the user's (not a renewal's). */
+    onUnsubscribed(room) {
+        return this.map.get(room)?.renewing !== true;
+    }
+    /**
+     * `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
+     * later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+     */
+    onUnavailable(room) {
+        const entry = this.map.get(room);
+        if (entry?.state !== "sent")
+            return;
+        entry.state = "unsent";
+        entry.renewing = false;
     }
     /** The server refused a `sub` (forbidden, bad room): stop asking for it. Returns whether it was pending. */
     onRefused(room) {
@@ -472,6 +503,8 @@ class Rooms {
         const entry = this.map.get(room);
         if (entry === undefined || !entry.wanted)
             return "unwanted";
+        if (entry.renewing && entry.sentSince === undefined)
+            return "before_point";
         if (seq === undefined)
             return "deliver";
         if (entry.lastSeq !== undefined && seq <= entry.lastSeq) {
@@ -997,6 +1030,8 @@ class Client extends Emitter {
                 return;
             }
             case "unsubscribed":
+                if (!this.table.onUnsubscribed(frame.room))
+                    return;
                 this.emit("unsubscribed", { room: frame.room });
                 return;
             case "join":
@@ -1080,9 +1115,18 @@ class Client extends Emitter {
             event.ref = ref;
         if (room !== undefined) {
             event.room = room;
-            // A `sub` resent after a resume that the server already held.
-            if (code === "already_subscribed" && this.table.onAlreadySubscribed(room))
-                return;
+            if (code === "already_subscribed") {
+                // A `sub` resent after a resume that the server already held.
+                const held = this.table.onAlreadySubscribed(room);
+                if (held === "known")
+                    return;
+                if (held !== "unknown") {
+                    this.send(held);
+                    return;
+                }
+            }
+            if (code === "unavailable")
+                this.table.onUnavailable(room);
             if ((code === "forbidden" || code === "bad_room") && this.table.onRefused(room)) {
                 this.each(room, (h) => h.error && callSafely(h.error, event));
                 this.handlers.delete(room);

@@ -572,6 +572,7 @@ export class Client extends Emitter<ClientEvents> {
         return;
       }
       case "unsubscribed":
+        if (!this.table.onUnsubscribed(frame.room)) return;
         this.emit("unsubscribed", { room: frame.room });
         return;
       case "join":
@@ -654,8 +655,16 @@ export class Client extends Emitter<ClientEvents> {
     if (ref !== undefined) event.ref = ref;
     if (room !== undefined) {
       event.room = room;
-      // A `sub` resent after a resume that the server already held.
-      if (code === "already_subscribed" && this.table.onAlreadySubscribed(room)) return;
+      if (code === "already_subscribed") {
+        // A `sub` resent after a resume that the server already held.
+        const held = this.table.onAlreadySubscribed(room);
+        if (held === "known") return;
+        if (held !== "unknown") {
+          this.send(held);
+          return;
+        }
+      }
+      if (code === "unavailable") this.table.onUnavailable(room);
       if ((code === "forbidden" || code === "bad_room") && this.table.onRefused(room)) {
         this.each(room, (h) => h.error && callSafely(h.error, event));
         this.handlers.delete(room);

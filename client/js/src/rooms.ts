@@ -29,10 +29,23 @@ interface RoomState {
   epoch: string | undefined;
   /** The `since` of the `sub` in flight (undefined: live only). */
   sentSince: number | undefined;
+  /** An `unsub` + `sub` pair renews a subscription whose answer was lost; the `unsubscribed` it brings back is not the user's. */
+  renewing: boolean;
 }
 
 /** What to do with a `msg`. */
-export type Verdict = "deliver" | "duplicate" | "unwanted";
+export type Verdict =
+  | "deliver"
+  | "duplicate"
+  | "unwanted"
+  /** Sent under a subscription being renewed live-only: before the user's subscription point. */
+  | "before_point";
+
+/**
+ * What to do with an `already_subscribed`: `known` (confirmed already, nothing to tell),
+ * frames that renew a subscription whose answer was lost, or `unknown` (not a room of ours).
+ */
+export type AlreadyHeld = "known" | "unknown" | Array<SubFrame | UnsubFrame>;
 
 export class Rooms {
   private readonly map = new Map<string, RoomState>();
@@ -46,7 +59,14 @@ export class Rooms {
   want(room: string, since: number | undefined, epoch: string | undefined, online: boolean): SubFrame | undefined {
     let entry = this.map.get(room);
     if (entry === undefined) {
-      entry = { wanted: true, state: "unsent", lastSeq: undefined, epoch: undefined, sentSince: undefined };
+      entry = {
+        wanted: true,
+        state: "unsent",
+        lastSeq: undefined,
+        epoch: undefined,
+        sentSince: undefined,
+        renewing: false,
+      };
       this.map.set(room, entry);
     }
     entry.wanted = true;
@@ -94,6 +114,7 @@ export class Rooms {
         this.map.delete(room);
         continue;
       }
+      entry.renewing = false;
       frames.push(this.subFrame(room, entry));
     }
     return frames;
@@ -126,6 +147,7 @@ export class Rooms {
     const entry = this.map.get(room);
     if (entry === undefined) return false;
     entry.state = "confirmed";
+    entry.renewing = false;
     const reset =
       (entry.epoch !== undefined && entry.epoch !== epoch) ||
       (entry.lastSeq !== undefined && entry.lastSeq > seq);
@@ -142,12 +164,34 @@ export class Rooms {
     return entry.wanted;
   }
 
-  /** `already_subscribed`: the server held it all along (a `sub` resent on resume). */
-  onAlreadySubscribed(room: string): boolean {
+  /**
+   * `already_subscribed`: the server held the room all along (a `sub` resent on resume).
+   * When our `sub` was never answered, the server took it before the socket died and its
+   * `subscribed` was lost: the user still needs that answer, and a live-only `sub` its
+   * point, so the subscription is renewed (`unsub`, then `sub` from the last seq seen).
+   */
+  onAlreadySubscribed(room: string): AlreadyHeld {
     const entry = this.map.get(room);
-    if (entry === undefined) return false;
-    entry.state = "confirmed";
-    return true;
+    if (entry === undefined) return "unknown";
+    if (entry.state !== "sent") return "known";
+    entry.renewing = true;
+    return [{ op: "unsub", room }, this.subFrame(room, entry)];
+  }
+
+  /** `unsubscribed`: returns whether it is the user's (not a renewal's). */
+  onUnsubscribed(room: string): boolean {
+    return this.map.get(room)?.renewing !== true;
+  }
+
+  /**
+   * `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
+   * later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+   */
+  onUnavailable(room: string): void {
+    const entry = this.map.get(room);
+    if (entry?.state !== "sent") return;
+    entry.state = "unsent";
+    entry.renewing = false;
   }
 
   /** The server refused a `sub` (forbidden, bad room): stop asking for it. Returns whether it was pending. */
@@ -163,6 +207,7 @@ export class Rooms {
   onMsg(room: string, seq: number | undefined): Verdict {
     const entry = this.map.get(room);
     if (entry === undefined || !entry.wanted) return "unwanted";
+    if (entry.renewing && entry.sentSince === undefined) return "before_point";
     if (seq === undefined) return "deliver";
     if (entry.lastSeq !== undefined && seq <= entry.lastSeq) {
       this.dropped += 1;

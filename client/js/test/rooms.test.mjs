@@ -74,6 +74,45 @@ test("a refused sub is forgotten", () => {
   assert.deepEqual(rooms.onFreshSession(), []);
 });
 
+test("an unanswered sub held by the server is renewed from the last seq", () => {
+  const rooms = new Rooms();
+  rooms.want("a", undefined, undefined, true);
+  // The socket died before `subscribed`; the resumed session resends the `sub`.
+  assert.deepEqual(rooms.onResumedSession(), [{ op: "sub", room: "a" }]);
+  assert.deepEqual(rooms.onAlreadySubscribed("a"), [
+    { op: "unsub", room: "a" },
+    { op: "sub", room: "a" },
+  ]);
+  // The old subscription's last messages precede the renewed point.
+  assert.equal(rooms.onMsg("a", 3), "before_point");
+  assert.equal(rooms.onUnsubscribed("a"), false);
+  rooms.onSubscribed("a", 4, "e1");
+  assert.equal(rooms.onUnsubscribed("a"), true);
+  assert.equal(rooms.onMsg("a", 5), "deliver");
+  assert.equal(rooms.onAlreadySubscribed("a"), "known");
+  assert.equal(rooms.onAlreadySubscribed("b"), "unknown");
+
+  // With messages seen, the renewed `sub` replays from there: nothing is skipped.
+  const seen = new Rooms();
+  seen.want("a", undefined, undefined, true);
+  assert.equal(seen.onMsg("a", 7), "deliver");
+  assert.deepEqual(seen.onAlreadySubscribed("a"), [
+    { op: "unsub", room: "a" },
+    { op: "sub", room: "a", since: 7 },
+  ]);
+  assert.equal(seen.onMsg("a", 8), "deliver");
+  assert.equal(seen.onMsg("a", 8), "duplicate");
+});
+
+test("a sub refused as unavailable can be sent again", () => {
+  const rooms = new Rooms();
+  assert.ok(rooms.want("a", undefined, undefined, true));
+  assert.equal(rooms.want("a", undefined, undefined, true), undefined);
+  rooms.onUnavailable("a");
+  assert.deepEqual(rooms.rooms(), ["a"]);
+  assert.ok(rooms.want("a", undefined, undefined, true));
+});
+
 test("unsubscribing offline waits for the session; an unsent sub just goes", () => {
   const rooms = new Rooms();
   rooms.want("a", undefined, undefined, false);

@@ -28,6 +28,9 @@ pub(crate) struct RoomState {
     epoch: Option<String>,
     /// The `since` of the `sub` in flight (`None`: live only).
     sent_since: Option<u64>,
+    /// An `unsub` + `sub` pair renews a subscription whose answer was lost; the
+    /// `unsubscribed` it brings back is not the user's.
+    renewing: bool,
 }
 
 /// What to do with a `msg`.
@@ -38,6 +41,22 @@ pub(crate) enum Verdict {
     Duplicate,
     /// A room the user does not (or no longer) want.
     Unwanted,
+    /// Sent under a subscription being renewed live-only: at or below the point the
+    /// renewed `subscribed` will give, so before the user's subscription.
+    BeforePoint,
+}
+
+/// What to do with an `already_subscribed` for a room.
+#[derive(Debug, PartialEq)]
+pub(crate) enum AlreadyHeld {
+    /// Confirmed already: nothing to tell the user.
+    Known,
+    /// The answer to our `sub` was lost with a socket, so the subscription's point is
+    /// unknown: these frames (`unsub`, then `sub` from the last seq seen) renew it and
+    /// bring a `subscribed` for the user.
+    Renew(Vec<ClientFrame>),
+    /// Not a room of ours: pass the error on.
+    Unknown,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +86,7 @@ impl Rooms {
                 last_seq: None,
                 epoch: None,
                 sent_since: None,
+                renewing: false,
             });
         entry.wanted = true;
         if since.is_some() {
@@ -117,6 +137,9 @@ impl Rooms {
     /// subscribed again from its last seq.
     pub(crate) fn on_fresh_session(&mut self) -> Vec<ClientFrame> {
         self.map.retain(|_, r| r.wanted);
+        for room in self.map.values_mut() {
+            room.renewing = false;
+        }
         let names: Vec<String> = self.map.keys().cloned().collect();
         names.iter().map(|name| self.sub_frame(name)).collect()
     }
@@ -153,6 +176,7 @@ impl Rooms {
             return false;
         };
         entry.state = SubState::Confirmed;
+        entry.renewing = false;
         let reset = entry.epoch.as_deref().is_some_and(|e| e != epoch)
             || entry.last_seq.is_some_and(|last| last > seq);
         if reset {
@@ -168,14 +192,40 @@ impl Rooms {
         entry.wanted
     }
 
-    /// `already_subscribed`: the server held it all along (a `sub` resent on resume).
-    pub(crate) fn on_already_subscribed(&mut self, room: &str) -> bool {
+    /// `already_subscribed`: the server held the room all along (a `sub` resent on
+    /// resume). When our `sub` was never answered, the server took it before the socket
+    /// died and its `subscribed` was lost: the user still needs that answer, and a
+    /// live-only `sub` its point, so the subscription is renewed.
+    pub(crate) fn on_already_subscribed(&mut self, room: &str) -> AlreadyHeld {
+        let Some(entry) = self.map.get_mut(room) else {
+            return AlreadyHeld::Unknown;
+        };
+        if entry.state != SubState::Sent {
+            return AlreadyHeld::Known;
+        }
+        entry.renewing = true;
+        let unsub = ClientFrame::Unsub {
+            room: entry.name.clone(),
+            reference: None,
+        };
+        let sub = self.sub_frame(room);
+        AlreadyHeld::Renew(vec![unsub, sub])
+    }
+
+    /// `unsubscribed`: returns whether it is the user's (not a renewal's).
+    pub(crate) fn on_unsubscribed(&mut self, room: &str) -> bool {
         match self.map.get_mut(room) {
-            Some(entry) => {
-                entry.state = SubState::Confirmed;
-                true
-            }
-            None => false,
+            Some(entry) if entry.renewing => false,
+            _ => true,
+        }
+    }
+
+    /// `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
+    /// later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+    pub(crate) fn on_unavailable(&mut self, room: &str) {
+        if let Some(entry) = self.map.get_mut(room).filter(|r| r.state == SubState::Sent) {
+            entry.state = SubState::Unsent;
+            entry.renewing = false;
         }
     }
 
@@ -195,6 +245,9 @@ impl Rooms {
         let Some(entry) = self.map.get_mut(room).filter(|r| r.wanted) else {
             return Verdict::Unwanted;
         };
+        if entry.renewing && entry.sent_since.is_none() {
+            return Verdict::BeforePoint;
+        }
         let Some(seq) = seq else {
             return Verdict::Deliver;
         };
@@ -321,6 +374,50 @@ mod tests {
         rooms.want(room("a"), Some(100), Some("e1".into()), true);
         rooms.on_subscribed("a", 5, "e1");
         assert_eq!(rooms.on_msg("a", Some(3)), Verdict::Deliver);
+    }
+
+    #[test]
+    fn an_unanswered_sub_held_by_the_server_is_renewed_from_the_last_seq() {
+        let mut rooms = Rooms::default();
+        rooms.want(room("a"), None, None, true);
+        // The socket died before `subscribed`; the resumed session resends the `sub`.
+        let resent = rooms.on_resumed_session();
+        assert_eq!(since_of(&resent[0]), (None, None));
+        let AlreadyHeld::Renew(frames) = rooms.on_already_subscribed("a") else {
+            panic!("not renewed");
+        };
+        let ops: Vec<&str> = frames.iter().map(|f| f.op()).collect();
+        assert_eq!(ops, ["unsub", "sub"]);
+        assert_eq!(since_of(&frames[1]), (None, None));
+        // The old subscription's last messages precede the renewed point.
+        assert_eq!(rooms.on_msg("a", Some(3)), Verdict::BeforePoint);
+        assert!(!rooms.on_unsubscribed("a"));
+        rooms.on_subscribed("a", 4, "e1");
+        assert!(rooms.on_unsubscribed("a"));
+        assert_eq!(rooms.on_msg("a", Some(5)), Verdict::Deliver);
+        assert_eq!(rooms.on_already_subscribed("a"), AlreadyHeld::Known);
+        assert_eq!(rooms.on_already_subscribed("b"), AlreadyHeld::Unknown);
+
+        // With messages seen, the renewed `sub` replays from there: nothing is skipped.
+        let mut rooms = Rooms::default();
+        rooms.want(room("a"), None, None, true);
+        assert_eq!(rooms.on_msg("a", Some(7)), Verdict::Deliver);
+        let AlreadyHeld::Renew(frames) = rooms.on_already_subscribed("a") else {
+            panic!("not renewed");
+        };
+        assert_eq!(since_of(&frames[1]), (Some(7), None));
+        assert_eq!(rooms.on_msg("a", Some(8)), Verdict::Deliver);
+        assert_eq!(rooms.on_msg("a", Some(8)), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn a_sub_refused_as_unavailable_can_be_sent_again() {
+        let mut rooms = Rooms::default();
+        assert!(rooms.want(room("a"), None, None, true).is_some());
+        assert!(rooms.want(room("a"), None, None, true).is_none());
+        rooms.on_unavailable("a");
+        assert_eq!(rooms.rooms(), ["a"]);
+        assert!(rooms.want(room("a"), None, None, true).is_some());
     }
 
     #[test]

@@ -6,7 +6,14 @@ export declare function isValidRoom(room: string): boolean;
 /** Where a room's subscription stands on the current session. */
 export type SubState = "unsent" | "sent" | "confirmed";
 /** What to do with a `msg`. */
-export type Verdict = "deliver" | "duplicate" | "unwanted";
+export type Verdict = "deliver" | "duplicate" | "unwanted"
+/** Sent under a subscription being renewed live-only: before the user's subscription point. */
+ | "before_point";
+/**
+ * What to do with an `already_subscribed`: `known` (confirmed already, nothing to tell),
+ * frames that renew a subscription whose answer was lost, or `unknown` (not a room of ours).
+ */
+export type AlreadyHeld = "known" | "unknown" | Array<SubFrame | UnsubFrame>;
 export declare class Rooms {
     private readonly map;
     private dropped;
@@ -36,8 +43,20 @@ export declare class Rooms {
      * Returns whether the user still wants the room.
      */
     onSubscribed(room: string, seq: number, epoch: string): boolean;
-    /** `already_subscribed`: the server held it all along (a `sub` resent on resume). */
-    onAlreadySubscribed(room: string): boolean;
+    /**
+     * `already_subscribed`: the server held the room all along (a `sub` resent on resume).
+     * When our `sub` was never answered, the server took it before the socket died and its
+     * `subscribed` was lost: the user still needs that answer, and a live-only `sub` its
+     * point, so the subscription is renewed (`unsub`, then `sub` from the last seq seen).
+     */
+    onAlreadySubscribed(room: string): AlreadyHeld;
+    /** `unsubscribed`: returns whether it is the user's (not a renewal's). */
+    onUnsubscribed(room: string): boolean;
+    /**
+     * `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
+     * later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+     */
+    onUnavailable(room: string): void;
     /** The server refused a `sub` (forbidden, bad room): stop asking for it. Returns whether it was pending. */
     onRefused(room: string): boolean;
     /** Dedupe: a stored message is delivered once, the first time its seq is seen. */

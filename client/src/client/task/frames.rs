@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tracing::trace;
 
 use super::{Pending, Task};
-use crate::client::rooms::Verdict;
+use crate::client::rooms::{AlreadyHeld, Verdict};
 use crate::client::{ClientError, Event, Reply, RequestKind};
 use crate::connection::Connection;
 
@@ -93,6 +93,7 @@ impl Task {
                     }
                     Verdict::Duplicate => trace!(seq, "duplicate dropped"),
                     Verdict::Unwanted => trace!("message for a room not wanted"),
+                    Verdict::BeforePoint => trace!(seq, "message before a renewed sub"),
                 }
             }
             ServerFrame::Subscribed {
@@ -115,6 +116,9 @@ impl Task {
                 }
             }
             ServerFrame::Unsubscribed { room, .. } => {
+                if !self.shared.rooms().on_unsubscribed(&room) {
+                    return Ok(());
+                }
                 self.emit(Event::Unsubscribed {
                     room: room.into_owned(),
                 })
@@ -174,14 +178,33 @@ impl Task {
                     return Ok(());
                 }
                 if let Some(room) = &room {
-                    let mut rooms = self.shared.rooms();
-                    match code {
-                        // A `sub` resent after a resume that the server already held.
-                        ErrorCode::AlreadySubscribed if rooms.on_already_subscribed(room) => {
-                            return Ok(());
+                    // The guard is dropped before any await.
+                    let renew = {
+                        let mut rooms = self.shared.rooms();
+                        match code {
+                            // A `sub` resent after a resume that the server already held.
+                            ErrorCode::AlreadySubscribed => match rooms.on_already_subscribed(room)
+                            {
+                                AlreadyHeld::Known => return Ok(()),
+                                AlreadyHeld::Renew(frames) => Some(frames),
+                                AlreadyHeld::Unknown => None,
+                            },
+                            ErrorCode::Unavailable => {
+                                rooms.on_unavailable(room);
+                                None
+                            }
+                            ErrorCode::Forbidden | ErrorCode::BadRoom => {
+                                rooms.on_refused(room);
+                                None
+                            }
+                            _ => None,
                         }
-                        ErrorCode::Forbidden | ErrorCode::BadRoom => rooms.on_refused(room),
-                        _ => {}
+                    };
+                    if let Some(frames) = renew {
+                        for frame in &frames {
+                            conn.send_frame(frame).await.map_err(|_| ())?;
+                        }
+                        return Ok(());
                     }
                 }
                 self.emit(Event::Error {
