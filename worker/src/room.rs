@@ -34,10 +34,24 @@ pub(crate) struct LocalRoom {
     pub(crate) members: RwLock<HashMap<Arc<str>, Member>>,
     /// What the room forwarded; set when its feed starts.
     pub(crate) window: Mutex<Option<Window>>,
-    /// One backfill from the store at a time: the others wait and read the window.
-    backfill: tokio::sync::Mutex<()>,
+    /// One backfill from the store at a time: the others wait and read the window. It
+    /// remembers the last one that could not extend the window, so that a crowd behind
+    /// it does not repeat that read one by one.
+    backfill: tokio::sync::Mutex<Option<FailedBackfill>>,
     feed: OnceCell<CancellationToken>,
 }
+
+/// A backfill from `since` that could not extend the window (too much to keep, or
+/// history the store no longer holds): readers from at or before `since` go to the
+/// store until `until`.
+#[derive(Debug, Clone, Copy)]
+struct FailedBackfill {
+    since: u64,
+    until: std::time::Instant,
+}
+
+/// How long a failed backfill is not retried.
+const BACKFILL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How rooms read the store and keep their windows.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +120,7 @@ impl Rooms {
                     Arc::new(LocalRoom {
                         members: RwLock::new(HashMap::new()),
                         window: Mutex::new(None),
-                        backfill: tokio::sync::Mutex::new(()),
+                        backfill: tokio::sync::Mutex::new(None),
                         feed: OnceCell::new(),
                     })
                 })
@@ -204,26 +218,38 @@ impl Rooms {
             Err(()) => return Ok(None),
             Ok(None) => {}
         }
-        let _one_at_a_time = local.backfill.lock().await;
+        let mut one_at_a_time = local.backfill.lock().await;
         match try_window(&local) {
             Ok(Some(read)) => return Ok(Some(read)),
             Err(()) => return Ok(None),
             Ok(None) => {}
         }
-        let Some(base) = lock(&local.window).as_ref().map(Window::base) else {
-            return Ok(None);
-        };
-        let Some(older) = self.read_store(room, since, base).await? else {
-            return Ok(None);
-        };
-        let mut window = lock(&local.window);
-        let Some(window) = window.as_mut() else {
-            return Ok(None);
-        };
-        if !window.prepend(since, older) {
+        let now = std::time::Instant::now();
+        if one_at_a_time.is_some_and(|failed| since <= failed.since && now < failed.until) {
             return Ok(None);
         }
-        Ok(window.read(since, limit))
+        // Messages flowing during the read must not trim the window past where the
+        // backfill will join it.
+        let Some(base) = lock(&local.window).as_mut().map(|w| {
+            w.keep_for_backfill();
+            w.base()
+        }) else {
+            return Ok(None);
+        };
+        let older = self.read_store(room, since, base).await?;
+        let mut window = lock(&local.window);
+        let joined = match (older, window.as_mut()) {
+            (Some(older), Some(window)) => window.prepend(since, older),
+            _ => false,
+        };
+        if !joined {
+            *one_at_a_time = Some(FailedBackfill {
+                since,
+                until: now + BACKFILL_RETRY,
+            });
+            return Ok(None);
+        }
+        Ok(window.as_ref().and_then(|w| w.read(since, limit)))
     }
 
     /// Frames of `(since, base]` from the store, when it has all of them and they are

@@ -116,6 +116,12 @@ impl Window {
         })
     }
 
+    /// A backfill is being read: keep what the window holds (up to
+    /// `cap * BACKFILL_FACTOR`) so that it still begins where the backfill ends.
+    pub(crate) fn keep_for_backfill(&mut self) {
+        self.backfilled_until = Some(std::time::Instant::now() + BACKFILL_LINGER);
+    }
+
     /// Puts frames read from the store in front: they must end exactly where the window
     /// begins (their last seq is `base`) and start right after `since`.
     pub(crate) fn prepend(&mut self, since: u64, older: Vec<Arc<RoomFrame>>) -> bool {
@@ -219,6 +225,19 @@ mod tests {
             .map(|f| f.seq.unwrap())
             .collect();
         assert_eq!(all, vec![8, 12, 20, 25, 30, 31]);
+    }
+
+    #[test]
+    fn messages_during_a_backfill_read_do_not_move_the_base() {
+        let mut w = Window::new(20, Arc::from("e"), 1);
+        w.push(frame(25, 20));
+        let base = w.base();
+        w.keep_for_backfill();
+        w.push(frame(30, 25));
+        w.push(frame(31, 30));
+        assert_eq!(w.base(), base);
+        assert!(w.prepend(5, vec![frame(8, 5), frame(20, 8)]));
+        assert_eq!(seqs(&w.read(5, 10).unwrap()), vec![8, 20, 25, 30, 31]);
     }
 
     #[test]

@@ -481,14 +481,32 @@ class Rooms {
     }
     /**
      * `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
-     * later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+     * later. The room stays wanted and unsent, for `unsent()` after a backoff, a
+     * `subscribe`, or the next session. Returns whether it was ours.
      */
     onUnavailable(room) {
         const entry = this.map.get(room);
         if (entry?.state !== "sent")
-            return;
+            return false;
         entry.state = "unsent";
         entry.renewing = false;
+        return true;
+    }
+    /** The `sub`s of wanted rooms not sent on this session (refused as `unavailable`). */
+    unsent() {
+        const frames = [];
+        for (const [room, entry] of this.map) {
+            if (entry.wanted && entry.state === "unsent")
+                frames.push(this.subFrame(room, entry));
+        }
+        return frames;
+    }
+    hasUnsent() {
+        for (const entry of this.map.values()) {
+            if (entry.wanted && entry.state === "unsent")
+                return true;
+        }
+        return false;
     }
     /** The server refused a `sub` (forbidden, bad room): stop asking for it. Returns whether it was pending. */
     onRefused(room) {
@@ -646,6 +664,7 @@ class Client extends Emitter {
             this.token = options.token;
         }
         this.backoff = new Backoff(options.backoffMinMs, options.backoffMaxMs);
+        this.resubscribeBackoff = new Backoff(options.backoffMinMs, options.backoffMaxMs);
         this.random = options.random ?? Math.random;
         this.timers = options.timers ?? defaultTimers;
         this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;
@@ -847,6 +866,8 @@ class Client extends Emitter {
     /** Forgets the current socket: its events are ignored from now on. */
     detach() {
         this.disarm();
+        // The next session sends every sub not held.
+        this.cancelResubscribe();
         const socket = this.socket;
         this.socket = undefined;
         this.online = false;
@@ -905,9 +926,26 @@ class Client extends Emitter {
             this.timers.clearTimeout(this.retryTimer);
             this.retryTimer = undefined;
         }
+        this.cancelResubscribe();
         this.setState("closed");
         this.requests.rejectAll(new ClosedError());
         this.emit("closed", { code });
+    }
+    // --- Subs refused as `unavailable` --------------------------------------------------
+    scheduleResubscribe() {
+        if (this.resubscribeTimer !== undefined)
+            return;
+        this.resubscribeTimer = this.timers.setTimeout(() => {
+            this.resubscribeTimer = undefined;
+            if (this.online)
+                this.send(this.table.unsent());
+        }, this.resubscribeBackoff.next(this.random));
+    }
+    cancelResubscribe() {
+        if (this.resubscribeTimer !== undefined) {
+            this.timers.clearTimeout(this.resubscribeTimer);
+            this.resubscribeTimer = undefined;
+        }
     }
     // --- Liveness ----------------------------------------------------------------------
     arm(ms) {
@@ -1016,6 +1054,8 @@ class Client extends Emitter {
                 return;
             }
             case "subscribed": {
+                if (!this.table.hasUnsent())
+                    this.resubscribeBackoff.reset();
                 if (!this.table.onSubscribed(frame.room, frame.seq, frame.epoch))
                     return;
                 const event = {
@@ -1125,8 +1165,8 @@ class Client extends Emitter {
                     return;
                 }
             }
-            if (code === "unavailable")
-                this.table.onUnavailable(room);
+            if (code === "unavailable" && this.table.onUnavailable(room))
+                this.scheduleResubscribe();
             if ((code === "forbidden" || code === "bad_room") && this.table.onRefused(room)) {
                 this.each(room, (h) => h.error && callSafely(h.error, event));
                 this.handlers.delete(room);

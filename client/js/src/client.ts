@@ -156,6 +156,9 @@ export class Client extends Emitter<ClientEvents> {
   private probing = false;
   private retryTimer: unknown;
   private livenessTimer: unknown;
+  /** Subs refused as `unavailable` are sent again after this backoff. */
+  private readonly resubscribeBackoff: Backoff;
+  private resubscribeTimer: unknown;
   /** Bumped by each attempt and by `close()`: a token arriving late for an old attempt is dropped. */
   private ticket = 0;
 
@@ -182,6 +185,7 @@ export class Client extends Emitter<ClientEvents> {
       this.token = options.token;
     }
     this.backoff = new Backoff(options.backoffMinMs, options.backoffMaxMs);
+    this.resubscribeBackoff = new Backoff(options.backoffMinMs, options.backoffMaxMs);
     this.random = options.random ?? Math.random;
     this.timers = options.timers ?? defaultTimers;
     this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;
@@ -392,6 +396,8 @@ export class Client extends Emitter<ClientEvents> {
   /** Forgets the current socket: its events are ignored from now on. */
   private detach(): void {
     this.disarm();
+    // The next session sends every sub not held.
+    this.cancelResubscribe();
     const socket = this.socket;
     this.socket = undefined;
     this.online = false;
@@ -448,9 +454,27 @@ export class Client extends Emitter<ClientEvents> {
       this.timers.clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
     }
+    this.cancelResubscribe();
     this.setState("closed");
     this.requests.rejectAll(new ClosedError());
     this.emit("closed", { code });
+  }
+
+  // --- Subs refused as `unavailable` --------------------------------------------------
+
+  private scheduleResubscribe(): void {
+    if (this.resubscribeTimer !== undefined) return;
+    this.resubscribeTimer = this.timers.setTimeout(() => {
+      this.resubscribeTimer = undefined;
+      if (this.online) this.send(this.table.unsent());
+    }, this.resubscribeBackoff.next(this.random));
+  }
+
+  private cancelResubscribe(): void {
+    if (this.resubscribeTimer !== undefined) {
+      this.timers.clearTimeout(this.resubscribeTimer);
+      this.resubscribeTimer = undefined;
+    }
   }
 
   // --- Liveness ----------------------------------------------------------------------
@@ -559,6 +583,7 @@ export class Client extends Emitter<ClientEvents> {
         return;
       }
       case "subscribed": {
+        if (!this.table.hasUnsent()) this.resubscribeBackoff.reset();
         if (!this.table.onSubscribed(frame.room, frame.seq, frame.epoch)) return;
         const event: SubscribedEvent = {
           room: frame.room,
@@ -664,7 +689,7 @@ export class Client extends Emitter<ClientEvents> {
           return;
         }
       }
-      if (code === "unavailable") this.table.onUnavailable(room);
+      if (code === "unavailable" && this.table.onUnavailable(room)) this.scheduleResubscribe();
       if ((code === "forbidden" || code === "bad_room") && this.table.onRefused(room)) {
         this.each(room, (h) => h.error && callSafely(h.error, event));
         this.handlers.delete(room);

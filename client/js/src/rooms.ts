@@ -185,13 +185,31 @@ export class Rooms {
 
   /**
    * `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
-   * later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+   * later. The room stays wanted and unsent, for `unsent()` after a backoff, a
+   * `subscribe`, or the next session. Returns whether it was ours.
    */
-  onUnavailable(room: string): void {
+  onUnavailable(room: string): boolean {
     const entry = this.map.get(room);
-    if (entry?.state !== "sent") return;
+    if (entry?.state !== "sent") return false;
     entry.state = "unsent";
     entry.renewing = false;
+    return true;
+  }
+
+  /** The `sub`s of wanted rooms not sent on this session (refused as `unavailable`). */
+  unsent(): SubFrame[] {
+    const frames: SubFrame[] = [];
+    for (const [room, entry] of this.map) {
+      if (entry.wanted && entry.state === "unsent") frames.push(this.subFrame(room, entry));
+    }
+    return frames;
+  }
+
+  hasUnsent(): boolean {
+    for (const entry of this.map.values()) {
+      if (entry.wanted && entry.state === "unsent") return true;
+    }
+    return false;
   }
 
   /** The server refused a `sub` (forbidden, bad room): stop asking for it. Returns whether it was pending. */

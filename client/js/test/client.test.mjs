@@ -77,6 +77,25 @@ test("subscriptions made before the welcome go out after it; messages arrive onc
   assert.equal(client.epoch("lobby"), "e1");
 });
 
+test("a sub refused as unavailable is sent again after a backoff, and once answered stays", () => {
+  const { client, timers, events, online } = setup({ backoffMinMs: 100, backoffMaxMs: 1000 });
+  const got = [];
+  client.subscribe("lobby", { subscribed: (e) => got.push(e.seq) });
+  client.connect();
+  const socket = online();
+  assert.deepEqual(socket.frames(), [{ op: "sub", room: "lobby" }]);
+  socket.deliver({ op: "error", code: "unavailable", room: "lobby", message: "the store is unavailable" });
+  assert.equal(events.at(-1)[0], "error");
+  timers.advance(49);
+  assert.deepEqual(socket.frames(), [{ op: "sub", room: "lobby" }], "not before the backoff");
+  timers.advance(1);
+  assert.deepEqual(socket.frames(), [{ op: "sub", room: "lobby" }, { op: "sub", room: "lobby" }]);
+  socket.deliver({ op: "subscribed", room: "lobby", seq: 4, epoch: "e1", recovered: true, replayed: 0 });
+  assert.deepEqual(got, [4]);
+  timers.advance(5000);
+  assert.equal(socket.frames().length, 2, "nothing more is sent");
+});
+
 test("a lost socket reconnects to the resume path; resumed:false resubscribes with since and epoch", () => {
   const { client, fake, timers, events, online, socket } = setup();
   const got = [];

@@ -108,9 +108,15 @@ test("a sub refused as unavailable can be sent again", () => {
   const rooms = new Rooms();
   assert.ok(rooms.want("a", undefined, undefined, true));
   assert.equal(rooms.want("a", undefined, undefined, true), undefined);
-  rooms.onUnavailable("a");
+  assert.ok(rooms.onUnavailable("a"));
+  assert.ok(!rooms.onUnavailable("a"), "not in flight any more");
   assert.deepEqual(rooms.rooms(), ["a"]);
+  assert.ok(rooms.hasUnsent());
   assert.ok(rooms.want("a", undefined, undefined, true));
+  // Or the retry after a backoff sends it.
+  rooms.onUnavailable("a");
+  assert.deepEqual(rooms.unsent(), [{ op: "sub", room: "a" }]);
+  assert.ok(!rooms.hasUnsent());
 });
 
 test("unsubscribing offline waits for the session; an unsent sub just goes", () => {

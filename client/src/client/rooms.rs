@@ -221,12 +221,34 @@ impl Rooms {
     }
 
     /// `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
-    /// later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
-    pub(crate) fn on_unavailable(&mut self, room: &str) {
-        if let Some(entry) = self.map.get_mut(room).filter(|r| r.state == SubState::Sent) {
-            entry.state = SubState::Unsent;
-            entry.renewing = false;
+    /// later. The room stays wanted and unsent, for [`Rooms::unsent`] after a backoff, a
+    /// `subscribe`, or the next session. Returns whether it was ours.
+    pub(crate) fn on_unavailable(&mut self, room: &str) -> bool {
+        match self.map.get_mut(room).filter(|r| r.state == SubState::Sent) {
+            Some(entry) => {
+                entry.state = SubState::Unsent;
+                entry.renewing = false;
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The `sub`s of wanted rooms not sent on this session (refused as `unavailable`).
+    pub(crate) fn unsent(&mut self) -> Vec<ClientFrame> {
+        let names: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, r)| r.wanted && r.state == SubState::Unsent)
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.iter().map(|name| self.sub_frame(name)).collect()
+    }
+
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.map
+            .values()
+            .any(|r| r.wanted && r.state == SubState::Unsent)
     }
 
     /// The server refused a `sub` (forbidden, bad room): stop asking for it.
@@ -415,9 +437,15 @@ mod tests {
         let mut rooms = Rooms::default();
         assert!(rooms.want(room("a"), None, None, true).is_some());
         assert!(rooms.want(room("a"), None, None, true).is_none());
-        rooms.on_unavailable("a");
+        assert!(rooms.on_unavailable("a"));
+        assert!(!rooms.on_unavailable("a"), "not in flight any more");
         assert_eq!(rooms.rooms(), ["a"]);
+        assert!(rooms.has_unsent());
         assert!(rooms.want(room("a"), None, None, true).is_some());
+        // Or the retry after a backoff sends it.
+        rooms.on_unavailable("a");
+        assert_eq!(rooms.unsent().len(), 1);
+        assert!(!rooms.has_unsent());
     }
 
     #[test]

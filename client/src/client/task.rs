@@ -36,6 +36,8 @@ pub(crate) async fn run(
 ) {
     let mut task = Task {
         backoff: Backoff::new(opts.backoff_min, opts.backoff_max),
+        resubscribe: Backoff::new(opts.backoff_min, opts.backoff_max),
+        resubscribe_at: None,
         token: opts.connect.token.clone(),
         provider: opts.token_provider.clone(),
         opts,
@@ -102,6 +104,7 @@ enum Wake {
     Command(Option<Command>),
     Incoming(Result<Incoming, RecvError>),
     Idle,
+    Resubscribe,
 }
 
 struct Task {
@@ -110,6 +113,9 @@ struct Task {
     events: mpsc::Sender<Event>,
     shared: Arc<Shared>,
     backoff: Backoff,
+    /// Subs refused as `unavailable` are sent again after this backoff.
+    resubscribe: Backoff,
+    resubscribe_at: Option<Instant>,
     rng: StdRng,
     resume: Option<Resume>,
     requests: BTreeMap<u64, Pending>,
@@ -228,6 +234,7 @@ impl Task {
                 command = self.commands.recv() => Wake::Command(command),
                 incoming = conn.recv() => Wake::Incoming(incoming),
                 _ = sleep_until(deadline) => Wake::Idle,
+                _ = sleep_until(self.resubscribe_at.unwrap_or(deadline)), if self.resubscribe_at.is_some() => Wake::Resubscribe,
             };
             match wake {
                 Wake::Command(command) => {
@@ -300,6 +307,15 @@ impl Task {
                         }
                     }
                 }
+                Wake::Resubscribe => {
+                    self.resubscribe_at = None;
+                    let frames = self.shared.rooms().unsent();
+                    for frame in &frames {
+                        if conn.send_frame(frame).await.is_err() {
+                            return self.ended(None, String::new(), None).await;
+                        }
+                    }
+                }
                 Wake::Idle => {
                     if !online || probing {
                         debug!(online, "server is silent: connection is dead");
@@ -323,6 +339,8 @@ impl Task {
 
     /// After a `welcome`: subscriptions first, then every request not yet sent.
     async fn catch_up(&mut self, conn: &Connection, resumed: bool) -> Result<(), ()> {
+        // The new session sends every sub not held: no separate retry is due.
+        self.resubscribe_at = None;
         let frames = {
             let mut rooms = self.shared.rooms();
             if resumed {

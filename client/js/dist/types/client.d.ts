@@ -87,6 +87,9 @@ export declare class Client extends Emitter<ClientEvents> {
     private probing;
     private retryTimer;
     private livenessTimer;
+    /** Subs refused as `unavailable` are sent again after this backoff. */
+    private readonly resubscribeBackoff;
+    private resubscribeTimer;
     /** Bumped by each attempt and by `close()`: a token arriving late for an old attempt is dropped. */
     private ticket;
     constructor(options: ClientOptions);
@@ -140,6 +143,8 @@ export declare class Client extends Emitter<ClientEvents> {
     private ended;
     /** Stops for good. */
     private finish;
+    private scheduleResubscribe;
+    private cancelResubscribe;
     private arm;
     private disarm;
     /**

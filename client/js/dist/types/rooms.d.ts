@@ -54,9 +54,13 @@ export declare class Rooms {
     onUnsubscribed(room: string): boolean;
     /**
      * `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
-     * later. The room stays wanted and unsent: the next `subscribe` or reconnect sends it.
+     * later. The room stays wanted and unsent, for `unsent()` after a backoff, a
+     * `subscribe`, or the next session. Returns whether it was ours.
      */
-    onUnavailable(room: string): void;
+    onUnavailable(room: string): boolean;
+    /** The `sub`s of wanted rooms not sent on this session (refused as `unavailable`). */
+    unsent(): SubFrame[];
+    hasUnsent(): boolean;
     /** The server refused a `sub` (forbidden, bad room): stop asking for it. Returns whether it was pending. */
     onRefused(room: string): boolean;
     /** Dedupe: a stored message is delivered once, the first time its seq is seen. */

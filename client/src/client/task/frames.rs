@@ -104,7 +104,14 @@ impl Task {
                 replayed,
                 ..
             } => {
-                if self.shared.rooms().on_subscribed(&room, seq, &epoch) {
+                let wanted = {
+                    let mut rooms = self.shared.rooms();
+                    if !rooms.has_unsent() {
+                        self.resubscribe.reset();
+                    }
+                    rooms.on_subscribed(&room, seq, &epoch)
+                };
+                if wanted {
                     self.emit(Event::Subscribed {
                         room: room.into_owned(),
                         seq,
@@ -190,7 +197,10 @@ impl Task {
                                 AlreadyHeld::Unknown => None,
                             },
                             ErrorCode::Unavailable => {
-                                rooms.on_unavailable(room);
+                                if rooms.on_unavailable(room) && self.resubscribe_at.is_none() {
+                                    let delay = self.resubscribe.next_delay(&mut self.rng);
+                                    self.resubscribe_at = Some(tokio::time::Instant::now() + delay);
+                                }
                                 None
                             }
                             ErrorCode::Forbidden | ErrorCode::BadRoom => {
