@@ -213,11 +213,8 @@ impl Rooms {
     }
 
     /// `unsubscribed`: returns whether it is the user's (not a renewal's).
-    pub(crate) fn on_unsubscribed(&mut self, room: &str) -> bool {
-        match self.map.get_mut(room) {
-            Some(entry) if entry.renewing => false,
-            _ => true,
-        }
+    pub(crate) fn on_unsubscribed(&self, room: &str) -> bool {
+        !self.map.get(room).is_some_and(|entry| entry.renewing)
     }
 
     /// `unavailable` for a `sub`: the server holds nothing and asks for the `sub` again
