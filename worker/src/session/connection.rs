@@ -55,7 +55,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
             .await;
             return;
         };
-        let (session, mut state, resumed) = attach(&shared, &identity).await;
+        let (session, mut state, resumed) = Box::pin(attach(&shared, &identity)).await;
         tracing::Span::current().record("conn.id", &*session.conn);
         let welcome = ServerFrame::Welcome {
             conn: (&*session.conn).into(),
@@ -93,7 +93,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
             End::Lost
         };
         debug!(?end, "connection ended");
-        finish(&shared, &session, state, end).await;
+        Box::pin(finish(&shared, &session, state, end)).await;
     }
     .instrument(span)
     .await

@@ -25,6 +25,21 @@ pub(crate) struct RoomFrame {
     pub(crate) trace: Option<TraceId>,
 }
 
+/// A `sub` the reader has taken, for the writer to answer.
+#[derive(Debug)]
+pub(crate) struct SubscribeItem {
+    pub(crate) room: RoomName,
+    pub(crate) since: Option<u64>,
+    pub(crate) epoch: Option<String>,
+    pub(crate) reference: Option<String>,
+    /// The room's latest seq and the store's epoch when the member joined: a
+    /// live-only subscription starts here.
+    pub(crate) head: u64,
+    pub(crate) store_epoch: Arc<str>,
+    /// Set by fan-out when it had to drop a stored message for this session.
+    pub(crate) lagged: Arc<AtomicBool>,
+}
+
 #[derive(Debug)]
 pub(crate) enum OutItem {
     Msg(Arc<RoomFrame>),
@@ -36,18 +51,8 @@ pub(crate) enum OutItem {
     /// A complete line (ack, error, pong, presence, refreshed...).
     Line(Bytes),
     /// Start delivering a room: answer `subscribed`, replay `since`, then go live.
-    Subscribe {
-        room: RoomName,
-        since: Option<u64>,
-        epoch: Option<String>,
-        reference: Option<String>,
-        /// The room's latest seq and the store's epoch when the member joined: a
-        /// live-only subscription starts here.
-        head: u64,
-        store_epoch: Arc<str>,
-        /// Set by fan-out when it had to drop a stored message for this session.
-        lagged: Arc<AtomicBool>,
-    },
+    /// Boxed: it is rare, and every slot of every outbox is the size of the largest item.
+    Subscribe(Box<SubscribeItem>),
     /// Stop delivering a room and answer `unsubscribed`.
     Unsubscribe {
         room: RoomName,

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, Instrument as _};
 
 use super::connection::Ctl;
-use super::outbox::OutItem;
+use super::outbox::{OutItem, SubscribeItem};
 use super::writer::End;
 use super::{lock, Grant, Session};
 use crate::config::STRIKE_WINDOW;
@@ -226,7 +226,9 @@ impl Reader<'_> {
             match ClientFrame::parse(piece) {
                 Ok(frame) => {
                     self.shared.metrics.frame_in(frame.op());
-                    if let Err(err) = self.handle(frame).await {
+                    // Boxed: the broker calls behind it would otherwise size every
+                    // idle connection's task for them.
+                    if let Err(err) = Box::pin(self.handle(frame)).await {
                         self.reject(err).await;
                     }
                 }
@@ -316,7 +318,7 @@ impl Reader<'_> {
                 {
                     debug!(error = %err, room = %room, "presence join failed");
                 }
-                self.send(OutItem::Subscribe {
+                self.send(OutItem::Subscribe(Box::new(SubscribeItem {
                     room,
                     since,
                     epoch,
@@ -324,7 +326,7 @@ impl Reader<'_> {
                     head,
                     store_epoch,
                     lagged,
-                })
+                })))
                 .await;
             }
             ClientFrame::Unsub { room, reference } => {

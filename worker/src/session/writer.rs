@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::connection::Ctl;
-use super::outbox::{OutItem, RoomFrame};
+use super::outbox::{OutItem, RoomFrame, SubscribeItem};
 use super::reader::Liveness;
 use super::{Session, WriterState};
 use crate::Shared;
@@ -133,7 +133,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     w.state.cursors.probe(ping_id);
                     w.write(Frame::new(true, OpCode::Ping, None, Payload::Owned(ping_id.to_be_bytes().to_vec()))).await?;
                     // Retries catch-ups that failed while the broker was away.
-                    if let Some(end) = w.catch_up_lagged().await? {
+                    if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
                         return Ok(end);
                     }
                 }
@@ -153,7 +153,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     return w.close(CloseCode::Policy).await;
                 }
                 _ = session.wake.notified() => {
-                    if let Some(end) = w.catch_up_lagged().await? {
+                    if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
                         return Ok(end);
                     }
                 }
@@ -309,7 +309,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 }
                 // A gap: what came between is in the store (this message too).
                 self.flush().await?;
-                return self.catch_up(&frame.room).await;
+                // Rare paths are boxed so that they do not size every connection's task.
+                return Box::pin(self.catch_up(&frame.room)).await;
             }
             OutItem::RoomEvent { room, line } => {
                 if self.state.cursors.get_mut(&room).is_some() {
@@ -317,15 +318,16 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 }
             }
             OutItem::Line(line) => self.push(&line).await?,
-            OutItem::Subscribe {
-                room,
-                since,
-                epoch,
-                reference,
-                head,
-                store_epoch,
-                lagged,
-            } => {
+            OutItem::Subscribe(item) => {
+                let SubscribeItem {
+                    room,
+                    since,
+                    epoch,
+                    reference,
+                    head,
+                    store_epoch,
+                    lagged,
+                } = *item;
                 self.flush().await?;
                 let start = super::delivery::Start {
                     head,
@@ -333,7 +335,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                     since,
                     epoch,
                 };
-                self.subscribe(room, start, reference, lagged).await?;
+                Box::pin(self.subscribe(room, start, reference, lagged)).await?;
             }
             OutItem::Unsubscribe { room, reference } => {
                 self.state.cursors.remove(&room);
