@@ -55,6 +55,12 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt_install promtool prometheus
 fi
 
+# Python 3 with venv, for the config checks: Envoy's API schema (xds-protos) lives in a
+# virtualenv of its own under target/.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_install "python3 with venv" python3 python3-venv
+fi
+
 # Node.js and npm, for the browser client's build and tests.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install "Node.js and npm" nodejs npm
@@ -77,4 +83,12 @@ npm_ci() {
   npm test
 )
 
+# The shipped Envoy configs against Envoy's API (with a self-test that broken ones fail).
+scripts/check-envoy.sh
+
 cargo test --workspace --locked "$@"
+
+# The Kubernetes manifests: rendered with kubectl's kustomize, checked offline by
+# kubernetes-validate --strict, and each pod's config by the switchyard binary the tests
+# just built (scripts/check-deploy.sh says what it needs when something is missing).
+scripts/check-deploy.sh
