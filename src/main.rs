@@ -216,6 +216,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every socket is a file: raise the soft limit on open files to the hard limit, as
+/// nats-server does, since many systems start services at a soft limit of 1024
+/// (docs/TUNING.md).
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 16_384 => tracing::warn!(
+            limit,
+            "open files are limited to {limit}: each connection takes one (two on a gateway); raise the hard limit (LimitNOFILE, ulimit -Hn) for more"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot read or raise the open files limit"),
+    }
+}
+
 /// Configuration problems exit with `EX_USAGE`.
 fn is_usage(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.is::<switchyard::Usage>())
@@ -248,6 +262,9 @@ async fn start(cli: Cli) -> anyhow::Result<ExitCode> {
         return Err(usage(anyhow::anyhow!(problems.join("; "))));
     }
     let telemetry = switchyard::telemetry::install(&cli.log, cli.log_format, &config, role)?;
+    if role != "cli" || matches!(cli.command, Command::Bench(_) | Command::BenchAgent) {
+        raise_open_files_limit();
+    }
     let result = run(cli.command, file).await;
     telemetry.shutdown().await;
     result

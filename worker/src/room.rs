@@ -41,13 +41,15 @@ pub(crate) struct LocalRoom {
     feed: OnceCell<CancellationToken>,
 }
 
-/// A backfill from `since` that could not extend the window (too much to keep, or
-/// history the store no longer holds): readers from at or before `since` go to the
-/// store until `until`.
+/// A backfill from `since` that could not extend the window: readers from at or before
+/// `since` do not repeat it until `until`. With `unavailable` the store failed (they
+/// retry later, as the store would have told them); without, the backfill was too
+/// much to keep or its history is gone (they read the store themselves).
 #[derive(Debug, Clone, Copy)]
 struct FailedBackfill {
     since: u64,
     until: std::time::Instant,
+    unavailable: bool,
 }
 
 /// How long a failed backfill is not retried.
@@ -225,7 +227,12 @@ impl Rooms {
             Ok(None) => {}
         }
         let now = std::time::Instant::now();
-        if one_at_a_time.is_some_and(|failed| since <= failed.since && now < failed.until) {
+        if let Some(failed) = one_at_a_time.filter(|f| since <= f.since && now < f.until) {
+            if failed.unavailable {
+                return Err(BrokerError::Unavailable(
+                    "a backfill of this room from the store just failed: try again shortly".into(),
+                ));
+            }
             return Ok(None);
         }
         // Messages flowing during the read must not trim the window past where the
@@ -236,7 +243,18 @@ impl Rooms {
         }) else {
             return Ok(None);
         };
-        let older = self.read_store(room, since, base).await?;
+        let older = match self.read_store(room, since, base).await {
+            Ok(older) => older,
+            Err(err) => {
+                // The crowd behind this reader would each repeat the failing read.
+                *one_at_a_time = Some(FailedBackfill {
+                    since,
+                    until: now + BACKFILL_RETRY,
+                    unavailable: true,
+                });
+                return Err(err);
+            }
+        };
         let mut window = lock(&local.window);
         let joined = match (older, window.as_mut()) {
             (Some(older), Some(window)) => window.prepend(since, older),
@@ -246,6 +264,7 @@ impl Rooms {
             *one_at_a_time = Some(FailedBackfill {
                 since,
                 until: now + BACKFILL_RETRY,
+                unavailable: false,
             });
             return Ok(None);
         }

@@ -17,9 +17,9 @@ pub(crate) struct Window {
     base: u64,
     last: u64,
     epoch: Arc<str>,
-    /// Frames kept as messages flow; a backfill may hold up to `cap * BACKFILL_FACTOR`.
+    /// Frames kept as messages flow; a fresh backfill may hold more (`backfill_cap`).
     cap: usize,
-    /// While a backfill is fresh the window may hold `cap * BACKFILL_FACTOR` frames:
+    /// While a backfill is fresh the window may hold `backfill_cap()` frames:
     /// new messages must not trim away at once what a resuming crowd is still reading.
     backfilled_until: Option<std::time::Instant>,
 }
@@ -79,11 +79,7 @@ impl Window {
         let fresh = self
             .backfilled_until
             .is_some_and(|until| std::time::Instant::now() < until);
-        self.trim(if fresh {
-            self.cap * BACKFILL_FACTOR
-        } else {
-            self.cap
-        });
+        self.trim(if fresh { self.backfill_cap() } else { self.cap });
     }
 
     /// The room's chain moved past seqs that carry nothing to deliver (a backend's
@@ -117,7 +113,7 @@ impl Window {
     }
 
     /// A backfill is being read: keep what the window holds (up to
-    /// `cap * BACKFILL_FACTOR`) so that it still begins where the backfill ends.
+    /// `backfill_cap()`) so that it still begins where the backfill ends.
     pub(crate) fn keep_for_backfill(&mut self) {
         self.backfilled_until = Some(std::time::Instant::now() + BACKFILL_LINGER);
     }
@@ -137,8 +133,16 @@ impl Window {
         }
         self.base = since;
         self.backfilled_until = Some(std::time::Instant::now() + BACKFILL_LINGER);
-        self.trim(self.cap * BACKFILL_FACTOR);
+        self.trim(self.backfill_cap());
         true
+    }
+
+    /// What a window holds while a backfill is fresh: a backfill (at most
+    /// `cap * BACKFILL_FACTOR` frames, see `Rooms::read_store`) in front of as much again
+    /// that flowed or was backfilled before it. Trimming at the backfill's size alone
+    /// would drop the frames just put in front for the crowd about to read them.
+    fn backfill_cap(&self) -> usize {
+        self.cap * BACKFILL_FACTOR * 2
     }
 
     fn trim(&mut self, cap: usize) {
@@ -238,6 +242,19 @@ mod tests {
         assert_eq!(w.base(), base);
         assert!(w.prepend(5, vec![frame(8, 5), frame(20, 8)]));
         assert_eq!(seqs(&w.read(5, 10).unwrap()), vec![8, 20, 25, 30, 31]);
+    }
+
+    #[test]
+    fn a_second_backfill_does_not_trim_away_the_first_or_itself() {
+        // cap 1: a backfill holds up to 8 frames, the fresh window 16.
+        let mut w = Window::new(100, Arc::from("e"), 1);
+        w.push(frame(101, 100));
+        let first: Vec<_> = (95..=100).map(|seq| frame(seq, seq - 1)).collect();
+        assert!(w.prepend(94, first));
+        let second: Vec<_> = (88..=94).map(|seq| frame(seq, seq - 1)).collect();
+        assert!(w.prepend(87, second));
+        assert_eq!(w.base(), 87, "both backfills are kept");
+        assert_eq!(w.read(87, 100).unwrap().frames.len(), 14);
     }
 
     #[test]

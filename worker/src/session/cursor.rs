@@ -19,7 +19,10 @@ pub(crate) struct Cursor {
     pub(crate) lagged: Arc<AtomicBool>,
 }
 
-/// Pings whose pongs are awaited; older ones are forgotten.
+/// Pings whose pongs are awaited with a snapshot. While this many are outstanding, new
+/// pings carry none: the oldest are kept, so that a client whose pongs come back late
+/// (busy reading a catch-up) still confirms its cursors, later than it might, rather
+/// than never, which would rewind a resume to the start of its subscription.
 const MAX_PROBES: usize = 4;
 
 #[derive(Default)]
@@ -52,10 +55,11 @@ impl Cursors {
         self.rooms.iter_mut()
     }
 
-    /// Records the cursors as of a ping with this id.
+    /// Records the cursors as of a ping with this id (unless `MAX_PROBES` await their
+    /// pongs already).
     pub(crate) fn probe(&mut self, ping_id: u64) {
         if self.probes.len() == MAX_PROBES {
-            self.probes.pop_front();
+            return;
         }
         let snapshot = self
             .rooms
@@ -65,23 +69,24 @@ impl Cursors {
         self.probes.push_back((ping_id, snapshot));
     }
 
-    /// The pong of ping `ping_id` arrived: everything written before it was read.
+    /// The pong of ping `ping_id` arrived: everything written before it was read,
+    /// before every earlier ping too.
     pub(crate) fn confirm(&mut self, ping_id: u64) {
-        while let Some((id, _)) = self.probes.front() {
-            if *id > ping_id {
-                break;
-            }
-            let Some((id, snapshot)) = self.probes.pop_front() else {
+        while self.probes.front().is_some_and(|(id, _)| *id <= ping_id) {
+            let Some((_, snapshot)) = self.probes.pop_front() else {
                 break;
             };
-            if id == ping_id {
-                for (room, seq) in snapshot {
-                    if let Some(cursor) = self.rooms.get_mut(&room) {
-                        cursor.confirmed = cursor.confirmed.max(seq);
-                    }
+            for (room, seq) in snapshot {
+                if let Some(cursor) = self.rooms.get_mut(&room) {
+                    cursor.confirmed = cursor.confirmed.max(seq);
                 }
             }
         }
+    }
+
+    /// Whether something was written that no pong has confirmed yet.
+    pub(crate) fn unconfirmed(&self) -> bool {
+        self.rooms.values().any(|c| c.last > c.confirmed)
     }
 
     /// After a socket was lost: deliver again from what the client provably has.
@@ -121,6 +126,29 @@ mod tests {
         let cursor = cursors.get_mut(&room).unwrap();
         assert_eq!((cursor.last, cursor.confirmed), (15, 15));
         assert!(lagged.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn late_pongs_still_confirm() {
+        let room = RoomName::parse("r").unwrap();
+        let mut cursors = Cursors::default();
+        cursors.insert(room.clone(), 0, Arc::default());
+        // Ten heartbeats go by before the first pong comes back.
+        for ping in 1..=10 {
+            cursors.get_mut(&room).unwrap().last = ping * 100;
+            cursors.probe(ping);
+        }
+        assert!(cursors.unconfirmed());
+        cursors.confirm(1);
+        assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 100);
+        // A later pong proves the earlier pings' snapshots too.
+        cursors.confirm(9);
+        assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 400);
+        cursors.get_mut(&room).unwrap().last = 1100;
+        cursors.probe(11);
+        cursors.confirm(11);
+        assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 1100);
+        assert!(!cursors.unconfirmed());
     }
 
     #[test]

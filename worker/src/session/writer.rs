@@ -100,6 +100,10 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     let mut close = session.close.subscribe();
     let mut grant = session.grant.subscribe();
     let mut ping_id = 0u64;
+    // Pongs confirm what the client has read (`super::cursor`): while messages flow, a
+    // probe goes out at least this often, not just every heartbeat, so that a resume
+    // rewinds seconds, not to the start of the subscription.
+    let mut last_probe = Instant::now();
     let (mut notice_at, mut expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
     let mut noticed = false;
     // A resumed session may have lag to fill right away.
@@ -130,8 +134,8 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                         return Ok(End::Lost);
                     }
                     ping_id += 1;
-                    w.state.cursors.probe(ping_id);
-                    w.write(Frame::new(true, OpCode::Ping, None, Payload::Owned(ping_id.to_be_bytes().to_vec()))).await?;
+                    w.probe(ping_id).await?;
+                    last_probe = Instant::now();
                     // Retries catch-ups that failed while the broker was away.
                     if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
                         return Ok(end);
@@ -170,6 +174,11 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                         }
                     }
                     w.flush().await?;
+                    if last_probe.elapsed() >= PROBE_EVERY && w.state.cursors.unconfirmed() {
+                        ping_id += 1;
+                        w.probe(ping_id).await?;
+                        last_probe = Instant::now();
+                    }
                 }
             }
         }
@@ -177,6 +186,9 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     .await;
     result.unwrap_or(End::Lost)
 }
+
+/// How often, at most, messages written are followed by a cursor probe (a ping).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Microseconds since the epoch: the fan-out latency's clock (see `crate::metrics`).
 fn wall_clock_us() -> u64 {
@@ -221,6 +233,14 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 Err(Gone)
             }
         }
+    }
+
+    /// A ping whose pong will confirm the cursors as they are now.
+    async fn probe(&mut self, ping_id: u64) -> Result<(), Gone> {
+        self.state.cursors.probe(ping_id);
+        let payload = Payload::Owned(ping_id.to_be_bytes().to_vec());
+        self.write(Frame::new(true, OpCode::Ping, None, payload))
+            .await
     }
 
     pub(super) async fn flush(&mut self) -> Result<(), Gone> {
