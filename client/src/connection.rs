@@ -205,6 +205,33 @@ impl Connection {
         }
     }
 
+    /// What has already been read from the socket (and answered at the WebSocket
+    /// level: its pings were ponged, which tells the server it was read), without
+    /// waiting; `None` when nothing is there yet.
+    pub fn try_recv(&mut self) -> Option<Result<Incoming, RecvError>> {
+        if self.pending.is_empty() {
+            match self.inbox.try_recv().ok()? {
+                ReadItem::Text(payload) => self
+                    .pending
+                    .extend(split_pieces(&payload).map(|piece| payload.slice_ref(piece))),
+                ReadItem::Binary(payload) => {
+                    return Some(Err(RecvError::UnexpectedBinary(payload)))
+                }
+                ReadItem::Close { code, reason } => {
+                    return Some(Ok(Incoming::Closed { code, reason }))
+                }
+                ReadItem::Failed(error) => return Some(Err(RecvError::Lost(error))),
+            }
+        }
+        let piece = self.pending.pop_front()?;
+        self.last_piece = piece.clone();
+        Some(
+            ServerFrame::parse(&piece)
+                .map(Incoming::Frame)
+                .map_err(|error| RecvError::BadPiece { piece, error }),
+        )
+    }
+
     /// [`Connection::recv`] with a deadline; [`RecvError::Timeout`] when it passes.
     pub async fn recv_timeout(&mut self, wait: Duration) -> Result<Incoming, RecvError> {
         tokio::time::timeout(wait, self.recv())

@@ -236,6 +236,12 @@ impl Task {
                 _ = sleep_until(deadline) => Wake::Idle,
                 _ = sleep_until(self.resubscribe_at.unwrap_or(deadline)), if self.resubscribe_at.is_some() => Wake::Resubscribe,
             };
+            // What was read already was heard before the silence: the server holds it
+            // delivered (its pings were answered), so it must reach the user first.
+            let wake = match wake {
+                Wake::Idle => conn.try_recv().map_or(Wake::Idle, Wake::Incoming),
+                other => other,
+            };
             match wake {
                 Wake::Command(command) => {
                     match self.command(command, online.then_some(&conn)).await {
@@ -244,7 +250,10 @@ impl Task {
                             let _ = conn.close(CloseCode::Normal.code()).await;
                             return After::Stop(Some(CloseCode::Normal.code()));
                         }
-                        Flow::Lost => return self.ended(None, String::new(), None).await,
+                        Flow::Lost => {
+                            self.salvage(&mut conn).await;
+                            return self.ended(None, String::new(), None).await;
+                        }
                     }
                 }
                 Wake::Incoming(incoming) => {
@@ -281,6 +290,7 @@ impl Task {
                             })
                             .await;
                             if self.catch_up(&conn, resumed).await.is_err() {
+                                self.salvage(&mut conn).await;
                                 return self.ended(None, String::new(), None).await;
                             }
                         }
@@ -290,6 +300,7 @@ impl Task {
                         }
                         Ok(Incoming::Frame(frame)) => {
                             if self.on_frame(frame, &conn).await.is_err() {
+                                self.salvage(&mut conn).await;
                                 return self.ended(None, String::new(), None).await;
                             }
                         }
@@ -312,6 +323,7 @@ impl Task {
                     let frames = self.shared.rooms().unsent();
                     for frame in &frames {
                         if conn.send_frame(frame).await.is_err() {
+                            self.salvage(&mut conn).await;
                             return self.ended(None, String::new(), None).await;
                         }
                     }
@@ -328,10 +340,27 @@ impl Task {
                         .await
                         .is_err()
                     {
+                        self.salvage(&mut conn).await;
                         return self.ended(None, String::new(), None).await;
                     }
                     probing = true;
                     deadline = Instant::now() + heartbeat;
+                }
+            }
+        }
+    }
+
+    /// A connection given up while frames it read wait unhandled: the server counts
+    /// them delivered (their pings were answered) and a resume starts after them, so
+    /// they go to the user before the reconnect. Their answers cannot be sent any more.
+    async fn salvage(&mut self, conn: &mut Connection) {
+        while let Some(incoming) = conn.try_recv() {
+            if let Ok(Incoming::Frame(frame)) = incoming {
+                if matches!(
+                    frame,
+                    ServerFrame::Msg { .. } | ServerFrame::Subscribed { .. }
+                ) {
+                    let _ = self.on_frame(frame, conn).await;
                 }
             }
         }

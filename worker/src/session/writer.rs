@@ -16,7 +16,7 @@ use switchyard_protocol::CloseCode;
 use switchyard_telemetry::TraceId;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -104,15 +104,22 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     // probe goes out at least this often, not just every heartbeat, so that a resume
     // rewinds seconds, not to the start of the subscription.
     let mut last_probe = Instant::now();
-    let (mut notice_at, mut expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
+    let (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
     let mut noticed = false;
+    // Made once, not per turn of the loop: each turn is a delivery, and a new timer or
+    // waiter per turn costs a registration and a removal every time.
+    let cancelled = stop.cancelled();
+    let notice = tokio::time::sleep_until(notice_at);
+    let expire = tokio::time::sleep_until(expire_at);
+    let wake = session.wake.notified();
+    tokio::pin!(cancelled, notice, expire, wake);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
     let result: Result<End, Gone> = async {
         loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(End::TakenOver),
+                _ = &mut cancelled => return Ok(End::TakenOver),
                 Some(item) = ctl.recv() => match item {
                     Ctl::Pong(payload) => w.write(Frame::pong(Payload::Owned(payload))).await?,
                     Ctl::CloseEcho(payload) => {
@@ -142,21 +149,24 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     }
                 }
                 Ok(()) = grant.changed() => {
-                    (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
+                    let (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
+                    notice.as_mut().reset(notice_at);
+                    expire.as_mut().reset(expire_at);
                     noticed = false;
                 }
-                _ = sleep_until(notice_at), if !noticed => {
+                _ = &mut notice, if !noticed => {
                     noticed = true;
-                    let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
+                    let left = expire.deadline().saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
                     let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
                     w.push(&line).await?;
                     w.flush().await?;
                 }
-                _ = sleep_until(expire_at) => {
+                _ = &mut expire => {
                     debug!("token expired and was not refreshed: closing with 1008");
                     return w.close(CloseCode::Policy).await;
                 }
-                _ = session.wake.notified() => {
+                _ = &mut wake => {
+                    wake.set(session.wake.notified());
                     if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
                         return Ok(end);
                     }
