@@ -168,9 +168,10 @@ async fn a_reconnect_storm_of_every_client_loses_nothing() {
         "every subscriber reconnected at each storm"
     );
     // DESIGN "Durability": one read serves many readers. A storm of one room costs each
-    // worker a backfill of a few pages, not a read per resumed client.
+    // worker a few backfills of a few pages (measured: 3 to 14 reads for 298 sessions,
+    // 13 for 2994), not a read per resumed client (803 for 298 before it was shared).
     assert!(
-        storm_reads <= 10 * storms as u64,
+        storm_reads <= resumed / 10,
         "{storm_reads} store reads for {resumed} resumed sessions in {storms} storms: catch-up reads are not shared"
     );
     load.close().await;
