@@ -78,6 +78,8 @@ pub struct RoleFile {
     pub nats: Option<NatsConfig>,
     /// `admin_listen`: where `/metrics`, `/healthz` and `/readyz` are served.
     pub admin_listen: Option<SocketAddr>,
+    /// `listen_backlog`: connections the kernel may queue for accept.
+    pub listen_backlog: u32,
     /// `[telemetry]`: traces over OTLP (off without an endpoint).
     pub telemetry: TelemetryConfig,
 }
@@ -102,6 +104,19 @@ pub fn read_role(path: &Path) -> anyhow::Result<RoleFile> {
                     )
                 })?,
         ),
+    };
+    let listen_backlog = match table.remove("listen_backlog") {
+        None => crate::listen::DEFAULT_BACKLOG,
+        Some(value) => value
+            .as_integer()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| (1..=65_535).contains(v))
+            .with_context(|| {
+                format!(
+                    "{}: listen_backlog must be a number from 1 to 65535 (the kernel caps it at net.core.somaxconn)",
+                    path.display()
+                )
+            })?,
     };
     let telemetry = match table.remove("telemetry") {
         None => TelemetryConfig::default(),
@@ -139,6 +154,7 @@ pub fn read_role(path: &Path) -> anyhow::Result<RoleFile> {
         text: toml::to_string(&table)?,
         nats,
         admin_listen,
+        listen_backlog,
         telemetry,
     })
 }
@@ -184,7 +200,12 @@ mod tests {
         assert_eq!(file.telemetry.sample_ratio, 0.5);
         assert!(file.telemetry.parent_based);
         assert!(!file.text.contains("admin_listen") && !file.text.contains("telemetry"));
+        assert_eq!(file.listen_backlog, crate::listen::DEFAULT_BACKLOG);
         std::fs::write(&path, "admin_listen = \"nope\"\n").unwrap();
+        assert!(read_role(&path).is_err());
+        std::fs::write(&path, "listen_backlog = 4096\n").unwrap();
+        assert_eq!(read_role(&path).unwrap().listen_backlog, 4096);
+        std::fs::write(&path, "listen_backlog = 0\n").unwrap();
         assert!(read_role(&path).is_err());
         std::fs::write(&path, "[telemetry]\nsample_ratio = 2.0\n").unwrap();
         assert!(read_role(&path).is_err());

@@ -20,7 +20,6 @@ use switchyard_gateway::{
 };
 use switchyard_protocol::{RoomName, UserId};
 use switchyard_worker::{Worker, WorkerConfig};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -94,12 +93,13 @@ impl DevStack {
     pub async fn start(options: DevOptions) -> anyhow::Result<DevStack> {
         anyhow::ensure!(options.workers >= 1, "--workers must be at least 1");
         let state = DevState::load_or_create(&options.state_dir)?;
-        let listener = TcpListener::bind(options.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {} (is another server using it? try --listen 127.0.0.1:0)",
-                options.listen
-            )
-        })?;
+        let listener = crate::listen::bind(options.listen, crate::listen::DEFAULT_BACKLOG)
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (is another server using it? try --listen 127.0.0.1:0)",
+                    options.listen
+                )
+            })?;
         let addr = listener.local_addr()?;
         let (broker, memory): (Arc<dyn Broker>, _) = match &options.nats {
             Some(config) => {

@@ -22,6 +22,7 @@ pub mod chat;
 pub mod config_file;
 pub mod dev;
 pub mod dev_state;
+pub mod listen;
 pub mod local_nats;
 pub mod roles;
 pub mod telemetry;

@@ -395,6 +395,7 @@ async fn gateway(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
         text,
         nats,
         admin_listen,
+        listen_backlog,
         ..
     } = file;
     let config = GatewayConfig::from_toml_str(&text)
@@ -421,8 +422,7 @@ async fn gateway(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = switchyard::listen::bind(config.listen, listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(addr = %listener.local_addr()?, "gateway listening");
     let shutdown = CancellationToken::new();
@@ -462,8 +462,12 @@ async fn gateway(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
 async fn worker(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
     let config = WorkerRoleConfig::from_role_file(&file, &args.config).map_err(usage)?;
     let RoleFile {
-        nats, admin_listen, ..
+        nats,
+        admin_listen,
+        listen_backlog,
+        ..
     } = file;
+    let drain_grace = config.worker.drain_grace;
     let verifier = Arc::new(Verifier::from_config(&config.auth).map_err(usage)?);
     let listen = config
         .worker
@@ -517,8 +521,7 @@ async fn worker(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = switchyard::listen::bind(listen, listen_backlog)
         .with_context(|| format!("cannot listen on {listen}"))?;
     info!(addr = %listener.local_addr()?, worker.id = worker.id(), mtls = tls.is_some(), "worker listening for hand-offs");
     let stop = CancellationToken::new();
@@ -539,7 +542,7 @@ async fn worker(args: RoleArgs, file: RoleFile) -> anyhow::Result<ExitCode> {
     };
     wait_for_signal().await;
     info!("draining");
-    worker.drain(Duration::from_secs(30)).await;
+    worker.drain(drain_grace).await;
     stop.cancel();
     let _ = serving.await;
     admin_stop.cancel();

@@ -18,6 +18,8 @@ pub const DEFAULT_PUBLISH_BURST: u32 = 200;
 pub const DEFAULT_MAX_STRIKES: u32 = 50;
 pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(10);
+/// How long a drain waits for its sessions to leave before the worker exits anyway.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// Messages read from the store per page during catch-up.
 pub const DEFAULT_CATCH_UP_PAGE: usize = 500;
 /// How often a room checks the store's head for a last message its live feed lost.
@@ -57,6 +59,11 @@ pub struct WorkerConfig {
     pub max_strikes: u32,
     #[serde(with = "humantime_serde")]
     pub drain_window: Duration,
+    /// After SIGTERM, how long the drain waits for every session to leave (clients are
+    /// told to reconnect over `drain_window`); a pod's termination grace period must
+    /// exceed it.
+    #[serde(with = "humantime_serde")]
+    pub drain_grace: Duration,
     /// A socket write that makes no progress this long means the peer is gone. Unset,
     /// it is two heartbeats: the same rule as a silent peer, so a client that merely
     /// reads slowly is never dropped for it (PROTOCOL §4).
@@ -116,6 +123,7 @@ impl Default for WorkerConfig {
             publish_burst: DEFAULT_PUBLISH_BURST,
             max_strikes: DEFAULT_MAX_STRIKES,
             drain_window: DEFAULT_DRAIN_WINDOW,
+            drain_grace: DEFAULT_DRAIN_GRACE,
             write_timeout: None,
             leeway: limits::DEFAULT_LEEWAY,
             catch_up_page: DEFAULT_CATCH_UP_PAGE,
@@ -178,6 +186,10 @@ impl WorkerConfig {
         check(
             self.max_connections > 0,
             "worker.max_connections: must be greater than 0".into(),
+        );
+        check(
+            self.drain_grace >= self.drain_window,
+            "worker.drain_grace: must be at least worker.drain_window (clients are still leaving until then)".into(),
         );
         check(
             (128..=16 << 20).contains(&self.max_frame_bytes),
@@ -262,6 +274,7 @@ mod tests {
         let config = WorkerConfig {
             id: "bad id".into(),
             max_connections: 0,
+            drain_grace: Duration::from_secs(5),
             publish_burst: 1,
             listen: Some("127.0.0.1:1".parse().unwrap()),
             ..WorkerConfig::default()
@@ -277,6 +290,7 @@ mod tests {
             [
                 "worker.id",
                 "worker.max_connections",
+                "worker.drain_grace",
                 "worker.publish_burst",
                 "worker.identity_secret_file"
             ]
