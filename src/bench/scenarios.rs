@@ -222,6 +222,66 @@ fn delivered(done: &[Event]) -> Delivered {
     out
 }
 
+/// A publishing run whose publishers have stopped, for [`finish_traffic`].
+struct Stopped<'a> {
+    fleet: Fleet,
+    connected: &'a Connected,
+    publishing: &'a Publishing,
+    acked: &'a Acked,
+    publish_for: Duration,
+    /// Deliveries due: acked messages times the subscribers of their rooms.
+    expected: u64,
+    /// The CPU counters when publishing began.
+    cpu0: CpuMark,
+}
+
+/// The end of every publishing scenario: waits (bounded) for the deliveries due, stops
+/// the agents, and reports the traffic under the scenario's `headline` line, with its
+/// own `fields` added to the JSON.
+async fn finish_traffic(
+    setup: &mut Setup,
+    run: Stopped<'_>,
+    headline: String,
+    fields: Vec<(&str, serde_json::Value)>,
+    warnings: Vec<String>,
+) -> anyhow::Result<Outcome> {
+    let Stopped {
+        mut fleet,
+        connected,
+        publishing,
+        acked,
+        publish_for,
+        expected,
+        cpu0,
+    } = run;
+    settle(&mut fleet, &mut setup.progress, expected).await;
+    let cpu1 = setup.cpu();
+    let done = fleet.stop(&mut setup.progress).await?;
+    let d = delivered(&done);
+    let published = Published::new(
+        setup,
+        publishing,
+        acked,
+        publish_for,
+        expected,
+        (cpu0, cpu1),
+    );
+    let (mut json, mut lines, charts) = traffic(&fleet, &d, &published);
+    for (key, value) in fields {
+        json[key] = value;
+    }
+    json["connect"] = connected.json();
+    json["warnings"] = warnings.clone().into();
+    lines.insert(0, connected.line());
+    lines.insert(0, headline);
+    lines.extend(warnings.into_iter().map(|w| format!("WARNING     {w}")));
+    Ok(Outcome {
+        json,
+        lines,
+        charts: Some(charts),
+    })
+}
+
 /// The figures every publishing scenario reports: deliveries, loss, latency, CPU.
 /// What the publishing side of a run did.
 struct Published {

@@ -1,7 +1,7 @@
 //! `rooms --conns N --rooms M --rate R`: many small rooms, connection `n` in room
 //! `n % M`, publishes spread round robin over the rooms.
 
-use super::{bring_up, delivered, settle, start_publishing, stop_publishing, traffic, Published};
+use super::{bring_up, finish_traffic, start_publishing, stop_publishing, Stopped};
 use crate::bench::agent::{JobKind, RoomPlan};
 use crate::bench::cli::RoomsArgs;
 use crate::bench::{Outcome, Setup};
@@ -38,39 +38,26 @@ pub(super) async fn run(args: &RoomsArgs, setup: &mut Setup) -> anyhow::Result<O
         // Which rooms lost members is not known here: scale the expectation.
         expected = expected * connected.ok / args.conns.max(1);
     }
-    settle(&mut fleet, &mut setup.progress, expected).await;
-    let cpu1 = setup.cpu();
-    let done = fleet.stop(&mut setup.progress).await?;
-    let d = delivered(&done);
-    let published = Published::new(
-        setup,
-        &publishing,
-        &acked,
+    let headline = format!(
+        "rooms       {} connections in {} rooms, {} msg/s for {:.1}s",
+        args.conns,
+        args.rooms,
+        args.rate,
+        args.duration.as_secs_f64()
+    );
+    let fields = vec![
+        ("conns", args.conns.into()),
+        ("rooms", args.rooms.into()),
+        ("rate", args.rate.into()),
+    ];
+    let run = Stopped {
+        fleet,
+        connected: &connected,
+        publishing: &publishing,
+        acked: &acked,
         publish_for,
         expected,
-        (cpu0, cpu1),
-    );
-    let (mut json, mut lines, charts) = traffic(&fleet, &d, &published);
-    json["conns"] = args.conns.into();
-    json["rooms"] = args.rooms.into();
-    json["rate"] = args.rate.into();
-    json["connect"] = connected.json();
-    json["warnings"] = warnings.clone().into();
-    lines.insert(0, connected.line());
-    lines.insert(
-        0,
-        format!(
-            "rooms       {} connections in {} rooms, {} msg/s for {:.1}s",
-            args.conns,
-            args.rooms,
-            args.rate,
-            args.duration.as_secs_f64()
-        ),
-    );
-    lines.extend(warnings.into_iter().map(|w| format!("WARNING     {w}")));
-    Ok(Outcome {
-        json,
-        lines,
-        charts: Some(charts),
-    })
+        cpu0,
+    };
+    finish_traffic(setup, run, headline, fields, warnings).await
 }
