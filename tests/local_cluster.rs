@@ -280,23 +280,6 @@ async fn subscribe(conn: &mut Connection, room: &str) {
     .await
 }
 
-/// Publishes `text` with `reference` and returns the stored seq.
-async fn publish(conn: &mut Connection, room: &str, text: &str, reference: &str) -> u64 {
-    let frame =
-        format!(r#"{{"op":"pub","room":"{room}","data":{{"text":"{text}"}},"ref":"{reference}"}}"#);
-    conn.send_text(frame.as_bytes()).await.expect("send pub");
-    expect::until(conn, |f| match f {
-        ServerFrame::Ack {
-            reference: Some(r),
-            seq: Some(seq),
-            ..
-        } if r == reference => Some(*seq),
-        ServerFrame::Error { code, message, .. } => panic!("pub refused: {code:?} {message}"),
-        _ => None,
-    })
-    .await
-}
-
 /// Waits for message `seq` of `room` and returns its data.
 async fn received(conn: &mut Connection, room: &str, seq: u64) -> String {
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
@@ -360,9 +343,9 @@ async fn the_local_cluster_carries_messages_across_gateways_and_workers_and_stop
     let mut bob = connect(&state, ws(1, "/ws/w2/bob"), "bob", "w2").await;
     subscribe(&mut alice, "lobby").await;
     subscribe(&mut bob, "lobby").await;
-    let seq = publish(&mut alice, "lobby", "from g1", "a1").await;
+    let seq = expect::publish(&mut alice, "lobby", r#"{"text":"from g1"}"#, "a1").await;
     assert!(received(&mut bob, "lobby", seq).await.contains("from g1"));
-    let seq = publish(&mut bob, "lobby", "from g2", "b1").await;
+    let seq = expect::publish(&mut bob, "lobby", r#"{"text":"from g2"}"#, "b1").await;
     assert!(received(&mut alice, "lobby", seq).await.contains("from g2"));
     let _ = timeout(Duration::from_secs(5), alice.close(1000)).await;
     let _ = timeout(Duration::from_secs(5), bob.close(1000)).await;

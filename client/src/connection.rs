@@ -197,39 +197,22 @@ impl Connection {
     /// The next piece, parsed. A piece that is not a server frame is an error carrying
     /// its bytes; the pieces after it are still returned by later calls.
     pub async fn recv(&mut self) -> Result<Incoming, RecvError> {
-        match self.recv_raw().await? {
-            RawIncoming::Piece(piece) => ServerFrame::parse(&piece)
-                .map(Incoming::Frame)
-                .map_err(|error| RecvError::BadPiece { piece, error }),
-            RawIncoming::Closed { code, reason } => Ok(Incoming::Closed { code, reason }),
-        }
+        parse(self.recv_raw().await?)
     }
 
     /// What has already been read from the socket (and answered at the WebSocket
     /// level: its pings were ponged, which tells the server it was read), without
     /// waiting; `None` when nothing is there yet.
     pub fn try_recv(&mut self) -> Option<Result<Incoming, RecvError>> {
-        if self.pending.is_empty() {
-            match self.inbox.try_recv().ok()? {
-                ReadItem::Text(payload) => self
-                    .pending
-                    .extend(split_pieces(&payload).map(|piece| payload.slice_ref(piece))),
-                ReadItem::Binary(payload) => {
-                    return Some(Err(RecvError::UnexpectedBinary(payload)))
-                }
-                ReadItem::Close { code, reason } => {
-                    return Some(Ok(Incoming::Closed { code, reason }))
-                }
-                ReadItem::Failed(error) => return Some(Err(RecvError::Lost(error))),
+        loop {
+            if let Some(piece) = self.next_piece() {
+                return Some(parse(piece));
+            }
+            let item = self.inbox.try_recv().ok()?;
+            if let Some(end) = self.take(item) {
+                return Some(end.and_then(parse));
             }
         }
-        let piece = self.pending.pop_front()?;
-        self.last_piece = piece.clone();
-        Some(
-            ServerFrame::parse(&piece)
-                .map(Incoming::Frame)
-                .map_err(|error| RecvError::BadPiece { piece, error }),
-        )
     }
 
     /// [`Connection::recv`] with a deadline; [`RecvError::Timeout`] when it passes.
@@ -242,27 +225,39 @@ impl Connection {
     /// The next piece as the server sent it, for byte-exact checks of `data`.
     pub async fn recv_raw(&mut self) -> Result<RawIncoming, RecvError> {
         loop {
-            if let Some(piece) = self.pending.pop_front() {
-                self.last_piece = piece.clone();
-                return Ok(RawIncoming::Piece(piece));
+            if let Some(piece) = self.next_piece() {
+                return Ok(piece);
             }
             // Cancel-safe: nothing is taken from the channel unless it is handled here,
             // without another await.
-            match self.inbox.recv().await {
-                None => return Err(RecvError::Closed),
-                Some(ReadItem::Text(payload)) => {
-                    // Slices of one shared buffer, no copy per piece.
-                    self.pending
-                        .extend(split_pieces(&payload).map(|piece| payload.slice_ref(piece)));
-                }
-                Some(ReadItem::Binary(payload)) => {
-                    return Err(RecvError::UnexpectedBinary(payload));
-                }
-                Some(ReadItem::Close { code, reason }) => {
-                    return Ok(RawIncoming::Closed { code, reason });
-                }
-                Some(ReadItem::Failed(error)) => return Err(RecvError::Lost(error)),
+            let Some(item) = self.inbox.recv().await else {
+                return Err(RecvError::Closed);
+            };
+            if let Some(end) = self.take(item) {
+                return end;
             }
+        }
+    }
+
+    /// The next piece of a text frame already split, if any.
+    fn next_piece(&mut self) -> Option<RawIncoming> {
+        let piece = self.pending.pop_front()?;
+        self.last_piece = piece.clone();
+        Some(RawIncoming::Piece(piece))
+    }
+
+    /// Splits a text frame into `pending`; anything else is what the reader returns.
+    fn take(&mut self, item: ReadItem) -> Option<Result<RawIncoming, RecvError>> {
+        match item {
+            ReadItem::Text(payload) => {
+                // Slices of one shared buffer, no copy per piece.
+                self.pending
+                    .extend(split_pieces(&payload).map(|piece| payload.slice_ref(piece)));
+                None
+            }
+            ReadItem::Binary(payload) => Some(Err(RecvError::UnexpectedBinary(payload))),
+            ReadItem::Close { code, reason } => Some(Ok(RawIncoming::Closed { code, reason })),
+            ReadItem::Failed(error) => Some(Err(RecvError::Lost(error))),
         }
     }
 
@@ -382,5 +377,15 @@ async fn read_loop(
         if inbox.send(item).await.is_err() || last {
             return;
         }
+    }
+}
+
+/// A raw piece as a server frame (an error carrying the bytes when it is not one).
+fn parse(raw: RawIncoming) -> Result<Incoming, RecvError> {
+    match raw {
+        RawIncoming::Piece(piece) => ServerFrame::parse(&piece)
+            .map(Incoming::Frame)
+            .map_err(|error| RecvError::BadPiece { piece, error }),
+        RawIncoming::Closed { code, reason } => Ok(Incoming::Closed { code, reason }),
     }
 }

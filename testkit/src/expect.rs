@@ -57,3 +57,24 @@ pub async fn welcome(conn: &mut Connection) -> Welcome {
     Welcome::from_frame(frame.clone())
         .unwrap_or_else(|| panic!("first frame is not welcome: {frame:?}"))
 }
+
+/// Publishes `data` (JSON text) to `room` with `reference` and returns the seq of its
+/// `ack`, failing the test on an `error` for that `ref` or a timeout.
+pub async fn publish(conn: &mut Connection, room: &str, data: &str, reference: &str) -> u64 {
+    let frame = format!(r#"{{"op":"pub","room":"{room}","data":{data},"ref":"{reference}"}}"#);
+    conn.send_text(frame.as_bytes()).await.expect("send pub");
+    until(conn, |f| match f {
+        ServerFrame::Ack {
+            reference: Some(r),
+            seq: Some(seq),
+        } if r == reference => Some(*seq),
+        ServerFrame::Error {
+            reference: Some(r),
+            code,
+            message,
+            ..
+        } if r == reference => panic!("publish refused: {code:?} {message}"),
+        _ => None,
+    })
+    .await
+}

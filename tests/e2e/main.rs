@@ -17,6 +17,7 @@ mod slow_consumer;
 use switchyard_client::Connection;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_testkit::expect;
+pub use switchyard_testkit::expect::publish;
 
 /// Sends a raw text frame.
 pub async fn send(conn: &Connection, text: &str) {
@@ -44,28 +45,6 @@ pub async fn subscribed(conn: &mut Connection, room: &str) -> (u64, String, bool
             ..
         } if r == room => Some((*seq, epoch.to_string(), *recovered, *replayed)),
         ServerFrame::Error { code, message, .. } => panic!("subscribe failed: {code:?} {message}"),
-        _ => None,
-    })
-    .await
-}
-
-/// Publishes with a ref and returns the acknowledged seq.
-pub async fn publish(conn: &mut Connection, room: &str, data: &str, reference: &str) -> u64 {
-    send(
-        conn,
-        &format!(r#"{{"op":"pub","room":"{room}","data":{data},"ref":"{reference}"}}"#),
-    )
-    .await;
-    expect::until(conn, |f| match f {
-        ServerFrame::Ack {
-            reference: Some(r),
-            seq: Some(seq),
-        } if r == reference => Some(*seq),
-        ServerFrame::Error {
-            reference: Some(r),
-            code,
-            ..
-        } if r == reference => panic!("publish failed: {code:?}"),
         _ => None,
     })
     .await

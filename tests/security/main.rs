@@ -15,6 +15,7 @@ mod roles;
 
 use switchyard_client::Connection;
 use switchyard_protocol::frame::ServerFrame;
+pub use switchyard_testkit::expect::publish;
 use switchyard_testkit::{expect, now};
 
 /// The gateways' HMAC secret for signed identities, in the in-process tests.
@@ -52,25 +53,6 @@ pub async fn subscribe(conn: &mut Connection, room: &str) {
     expect::until(conn, |f| match f {
         ServerFrame::Subscribed { room: r, .. } if r == room => Some(()),
         ServerFrame::Error { code, message, .. } => panic!("subscribe failed: {code:?} {message}"),
-        _ => None,
-    })
-    .await
-}
-
-/// Publishes with a ref and returns the acknowledged seq.
-pub async fn publish(conn: &mut Connection, room: &str, data: &str, reference: &str) -> u64 {
-    send(
-        conn,
-        &format!(r#"{{"op":"pub","room":"{room}","data":{data},"ref":"{reference}"}}"#),
-    )
-    .await;
-    expect::until(conn, |f| match f {
-        ServerFrame::Ack {
-            reference: Some(r),
-            seq: Some(seq),
-            ..
-        } if r == reference => Some(*seq),
-        ServerFrame::Error { code, message, .. } => panic!("publish failed: {code:?} {message}"),
         _ => None,
     })
     .await
