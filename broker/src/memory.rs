@@ -29,7 +29,10 @@ pub const DEFAULT_HISTORY_SIZE: usize = 1000;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
 /// Live events buffered per room before a slow feed reader gets [`LiveEvent::Lagged`].
-pub const DEFAULT_LIVE_CAPACITY: usize = 4096;
+///
+/// Allocated in full when the room is first used (64 bytes a slot), so it is kept
+/// small: a reader that falls this far behind reads what it missed from the history.
+pub const DEFAULT_LIVE_CAPACITY: usize = 256;
 /// Largest message stored or sent, as NATS's default `max_payload`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 

@@ -762,6 +762,9 @@ impl ReadHalf {
   }
 }
 
+/// Switchyard patch: the largest write buffer kept between frames.
+const KEPT_WRITE_BUFFER: usize = 256;
+
 impl WriteHalf {
   pub fn after_handshake(role: Role) -> Self {
     Self {
@@ -798,6 +801,11 @@ impl WriteHalf {
     } else {
       let text = frame.write(&mut self.write_buffer);
       stream.write_all(text).await?;
+      // Switchyard patch: a socket that once wrote a larger small frame does not
+      // keep its buffer while idle; typical frames fit the buffer that is kept.
+      if self.write_buffer.capacity() > KEPT_WRITE_BUFFER {
+        self.write_buffer = Vec::new();
+      }
     }
 
     Ok(())

@@ -63,7 +63,23 @@ impl Batch {
     fn is_full(&self) -> bool {
         self.buf.len() >= self.max
     }
+
+    /// Lets go of buffers a burst grew, once the outbox is drained: an idle socket
+    /// keeps only what one ordinary frame needs.
+    fn release_if_grown(&mut self) {
+        if self.buf.capacity() > KEPT_BATCH_BYTES {
+            self.buf = Vec::new();
+        }
+        if self.live.capacity() > KEPT_BATCH_LIVE {
+            self.live = Vec::new();
+        }
+    }
 }
+
+/// The largest batch buffer an idle socket keeps (a presence burst grows it to kilobytes).
+const KEPT_BATCH_BYTES: usize = 512;
+/// The live-message entries an idle socket keeps (16 bytes each).
+const KEPT_BATCH_LIVE: usize = 8;
 
 pub(super) struct Writer<'a, W> {
     pub(super) shared: &'a Arc<Shared>,
@@ -184,6 +200,9 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                         }
                     }
                     w.flush().await?;
+                    if w.state.outbox.is_empty() {
+                        w.batch.release_if_grown();
+                    }
                     if last_probe.elapsed() >= PROBE_EVERY && w.state.cursors.unconfirmed() {
                         ping_id += 1;
                         w.probe(ping_id).await?;
