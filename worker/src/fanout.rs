@@ -20,13 +20,13 @@ use switchyard_protocol::frame::{encode_msg, ServerFrame};
 use switchyard_protocol::RoomName;
 use switchyard_telemetry::histogram::now_ms;
 use switchyard_telemetry::trace;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::metrics::Metrics;
 use crate::room::{lock, LocalRoom, Member, RoomSettings};
 use crate::session::outbox::{OutItem, RoomFrame};
+use crate::session::queue::TrySendError;
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -225,17 +225,17 @@ impl FanOut {
         for member in members.values() {
             match member.outbox.try_send(OutItem::Msg(frame.clone())) {
                 Ok(()) => offered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) if frame.seq.is_some() => {
+                Err(TrySendError::Full(_)) if frame.seq.is_some() => {
                     self.stats
                         .slow_consumer_drops
                         .fetch_add(1, Ordering::Relaxed);
                     member.lagged.store(true, Ordering::Release);
                     member.wake.notify_one();
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(TrySendError::Full(_)) => {
                     self.stats.ephemeral_drops.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(TrySendError::Closed(_)) => {}
             }
         }
         self.metrics

@@ -167,7 +167,7 @@ impl Worker {
             sessions.values().cloned().collect::<Vec<_>>()
         });
         for session in &sessions {
-            let depth = (session.outbox.max_capacity() - session.outbox.capacity()) as u64;
+            let depth = session.outbox.len() as u64;
             queued += depth;
             queued_max = queued_max.max(depth);
         }

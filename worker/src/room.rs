@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use switchyard_broker::{Broker, BrokerError};
 use switchyard_protocol::frame::encode_msg;
 use switchyard_protocol::RoomName;
-use tokio::sync::{mpsc, Notify, OnceCell};
+use tokio::sync::{Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fanout::FanOut;
 use crate::metrics::Metrics;
 use crate::session::outbox::{OutItem, RoomFrame};
+use crate::session::queue;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::window::{Read, Window, BACKFILL_FACTOR};
@@ -25,7 +26,7 @@ use crate::window::{Read, Window, BACKFILL_FACTOR};
 /// One session's place in a room.
 #[derive(Clone)]
 pub(crate) struct Member {
-    pub(crate) outbox: mpsc::Sender<OutItem>,
+    pub(crate) outbox: queue::Sender<OutItem>,
     pub(crate) lagged: Arc<AtomicBool>,
     pub(crate) wake: Arc<Notify>,
 }

@@ -10,6 +10,7 @@ pub(crate) mod connection;
 pub(crate) mod cursor;
 mod delivery;
 pub(crate) mod outbox;
+pub(crate) mod queue;
 mod reader;
 mod writer;
 
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use switchyard_protocol::{CloseCode, RoomName, Scope, UserId};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use cursor::Cursors;
@@ -35,7 +36,7 @@ pub(crate) struct Grant {
 
 /// The part of a session that only its writer touches; handed back on detach.
 pub(crate) struct WriterState {
-    pub(crate) outbox: mpsc::Receiver<OutItem>,
+    pub(crate) outbox: queue::Receiver<OutItem>,
     pub(crate) cursors: Cursors,
 }
 
@@ -55,7 +56,7 @@ pub(crate) struct Session {
     pub(crate) conn: Arc<str>,
     pub(crate) user: UserId,
     pub(crate) resume_token: String,
-    pub(crate) outbox: mpsc::Sender<OutItem>,
+    pub(crate) outbox: queue::Sender<OutItem>,
     /// Woken when fan-out marks a room lagged.
     pub(crate) wake: Arc<Notify>,
     pub(crate) grant: watch::Sender<Grant>,

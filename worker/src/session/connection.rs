@@ -11,13 +11,13 @@ use fastwebsockets::{Frame, Payload};
 use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
 use super::cursor::Cursors;
 use super::writer::End;
-use super::{lock, reader, writer, Attachment, Grant, Session, WriterState};
+use super::{lock, queue, reader, writer, Attachment, Grant, Session, WriterState};
 use crate::Shared;
 
 /// Obligated frames and requests from the reader to the writer.
@@ -84,7 +84,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
                 _ => CancellationToken::new(),
             };
             let liveness = reader::Liveness::new();
-            let (ctl_tx, mut ctl_rx) = mpsc::channel(8);
+            let (ctl_tx, mut ctl_rx) = queue::bounded(8);
             tokio::select! {
                 end = reader::run(&shared, &session, read, ctl_tx, &liveness) => end,
                 end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness, stop) => end,
@@ -125,7 +125,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
             }
         }
     }
-    let (outbox_tx, outbox_rx) = mpsc::channel(shared.config.outbox_capacity);
+    let (outbox_tx, outbox_rx) = queue::bounded(shared.config.outbox_capacity);
     let session = Arc::new(Session {
         conn: new_conn_id().into(),
         user: identity.user.clone(),

@@ -13,13 +13,12 @@ use switchyard_protocol::frame::{split_pieces, ClientFrame, FrameError, ServerFr
 use switchyard_protocol::{CloseCode, ErrorCode, RoomName};
 use switchyard_telemetry::trace;
 use tokio::io::AsyncRead;
-use tokio::sync::mpsc;
 use tracing::{debug, Instrument as _};
 
 use super::connection::Ctl;
 use super::outbox::{OutItem, SubscribeItem};
 use super::writer::End;
-use super::{lock, Grant, Session};
+use super::{lock, queue, Grant, Session};
 use crate::config::STRIKE_WINDOW;
 use crate::room::Member;
 use crate::token::TokenRejected;
@@ -64,7 +63,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     mut read: WebSocketRead<R>,
-    ctl: mpsc::Sender<Ctl>,
+    ctl: queue::Sender<Ctl>,
     liveness: &Liveness,
 ) -> End {
     let config = &shared.config;
@@ -172,7 +171,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
 struct Reader<'a> {
     shared: &'a Arc<Shared>,
     session: &'a Arc<Session>,
-    ctl: mpsc::Sender<Ctl>,
+    ctl: queue::Sender<Ctl>,
     limits: Limits,
 }
 

@@ -15,7 +15,6 @@ use switchyard_protocol::limits::REFRESH_NOTICE;
 use switchyard_protocol::CloseCode;
 use switchyard_telemetry::TraceId;
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -23,7 +22,7 @@ use tracing::debug;
 use super::connection::Ctl;
 use super::outbox::{OutItem, RoomFrame, SubscribeItem};
 use super::reader::Liveness;
-use super::{Session, WriterState};
+use super::{queue, Session, WriterState};
 use crate::Shared;
 
 /// Why a connection ended.
@@ -95,7 +94,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     session: &Arc<Session>,
     ws: &mut WebSocketWrite<W>,
     state: &mut WriterState,
-    ctl: &mut mpsc::Receiver<Ctl>,
+    ctl: &mut queue::Receiver<Ctl>,
     liveness: &Liveness,
     stop: CancellationToken,
 ) -> End {
@@ -194,7 +193,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     }
                     // Batch whatever else is queued into the same frame.
                     while !w.batch.is_full() {
-                        let Ok(item) = w.state.outbox.try_recv() else { break };
+                        let Some(item) = w.state.outbox.try_recv() else { break };
                         if let Some(end) = w.item(item).await? {
                             return Ok(end);
                         }
