@@ -140,14 +140,17 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
                     let Some((_, message)) = fragments.take() else {
                         continue;
                     };
-                    reader.message(opcode, &message).await;
+                    Box::pin(reader.message(opcode, &message)).await;
                 }
             }
             OpCode::Text | OpCode::Binary => {
                 if fragments.is_some() {
                     return reader.close(CloseCode::ProtocolError).await;
                 }
-                reader.message(frame.opcode, &frame.payload).await;
+                // Boxed: a client's frames are few next to the deliveries, and an idle
+                // connection's task would otherwise be sized for handling one, with the
+                // broker calls behind it.
+                Box::pin(reader.message(frame.opcode, &frame.payload)).await;
             }
             OpCode::Pong => {
                 if let Ok(id) = <[u8; 8]>::try_from(&frame.payload[..]) {
@@ -225,9 +228,8 @@ impl Reader<'_> {
             match ClientFrame::parse(piece) {
                 Ok(frame) => {
                     self.shared.metrics.frame_in(frame.op());
-                    // Boxed: the broker calls behind it would otherwise size every
-                    // idle connection's task for them.
-                    if let Err(err) = Box::pin(self.handle(frame)).await {
+                    // Inline: `message` itself is boxed by its callers.
+                    if let Err(err) = self.handle(frame).await {
                         self.reject(err).await;
                     }
                 }
