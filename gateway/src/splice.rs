@@ -5,8 +5,10 @@
 //! connection is mTLS: the worker's certificate must chain to the internal CA and name
 //! the host of its address, and the gateway presents its own. On the worker's `101`
 //! the client gets its own `101` with the worker's accept key and subprotocol, and a
-//! task copies bytes both ways with small buffers, keeping half-close. After that the
-//! gateway never parses a frame.
+//! task copies bytes both ways ([`copy`]: no buffer while idle), keeping half-close.
+//! After that the gateway never parses a frame.
+
+mod copy;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -29,8 +31,6 @@ use crate::route::{ConnGuard, RemoteWorker};
 use crate::upgrade::no_worker;
 use crate::Shared;
 
-/// Bytes buffered per direction of a splice.
-pub const SPLICE_BUFFER_BYTES: usize = 4096;
 /// Largest non-101 answer of a worker relayed to the client.
 const MAX_RELAYED_BODY_BYTES: usize = 64 * 1024;
 
@@ -227,12 +227,7 @@ async fn answer(
             let mut client = TokioIo::new(client);
             let mut worker = TokioIo::new(worker);
             tokio::select! {
-                result = tokio::io::copy_bidirectional_with_sizes(
-                    &mut client,
-                    &mut worker,
-                    SPLICE_BUFFER_BYTES,
-                    SPLICE_BUFFER_BYTES,
-                ) => match result {
+                result = copy::copy_both_ways(&mut client, &mut worker) => match result {
                     Ok((up, down)) => tracing::debug!(bytes.up = up, bytes.down = down, "splice ended"),
                     Err(e) => tracing::debug!(error = %e, "splice ended by a reset"),
                 },
