@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, Payload};
+use fastwebsockets::{Frame, Payload, WebSocket};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
@@ -41,43 +43,20 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
     // The gateway's `handoff` span (or the client's context) is the session's parent.
     switchyard_telemetry::trace::set_parent(&span, identity.traceparent.as_deref());
     async move {
-        let mut ws = match upgrade.await {
-            Ok(ws) => ws,
-            Err(err) => return debug!(error = %err, "upgrade did not complete"),
-        };
-        let Ok(_permit) = shared.permits.clone().try_acquire_owned() else {
-            debug!("worker full: closing with 1013");
-            let code = CloseCode::TryAgainLater;
-            let _ = tokio::time::timeout(
-                shared.config.write_timeout(),
-                ws.write_frame(Frame::close(code.code(), code.reason().as_bytes())),
-            )
-            .await;
+        // Its own future, boxed and dropped before the connection runs: what the upgrade,
+        // attach and welcome leave (the encoded `welcome`, the identity's strings) would
+        // otherwise stay in this task for the connection's whole life.
+        let Some(opened) = Box::pin(open(&shared, upgrade, identity)).await else {
             return;
         };
-        let (session, mut state, resumed) = Box::pin(attach(&shared, &identity)).await;
-        tracing::Span::current().record("conn.id", &*session.conn);
-        let welcome = ServerFrame::Welcome {
-            conn: (&*session.conn).into(),
-            worker: (&*shared.id).into(),
-            resume: format!("/ws/{}/{}", shared.id, session.conn).into(),
-            resume_token: session.resume_token.as_str().into(),
-            heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
-            resumed,
-            user: session.user.as_str().into(),
-        }
-        .encode();
-        shared
-            .metrics
-            .connections_accepted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        shared.metrics.frame_out(&welcome);
-        let sent = tokio::time::timeout(
-            shared.config.write_timeout(),
-            ws.write_frame(Frame::text(Payload::Borrowed(&welcome))),
-        )
-        .await;
-        let end = if matches!(sent, Ok(Ok(()))) {
+        let Opened {
+            ws,
+            permit: _permit,
+            session,
+            mut state,
+            welcomed,
+        } = opened;
+        let end = if welcomed {
             let (read, mut write) = ws.split(tokio::io::split);
             let stop = match &*lock(&session.attachment) {
                 Attachment::Attached { stop } => stop.clone(),
@@ -97,6 +76,67 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
     }
     .instrument(span)
     .await
+}
+
+/// A socket past its upgrade, holding a connection slot and a session.
+struct Opened {
+    ws: WebSocket<TokioIo<Upgraded>>,
+    permit: OwnedSemaphorePermit,
+    session: Arc<Session>,
+    state: WriterState,
+    /// Whether `welcome` was written; if not the socket is gone.
+    welcomed: bool,
+}
+
+/// Completes the upgrade, takes a connection slot, attaches a session and sends
+/// `welcome`. `None` when the upgrade failed or the worker is full (closed with 1013).
+async fn open(shared: &Arc<Shared>, upgrade: UpgradeFut, identity: Identity) -> Option<Opened> {
+    let mut ws = match upgrade.await {
+        Ok(ws) => ws,
+        Err(err) => {
+            debug!(error = %err, "upgrade did not complete");
+            return None;
+        }
+    };
+    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+        debug!("worker full: closing with 1013");
+        let code = CloseCode::TryAgainLater;
+        let _ = tokio::time::timeout(
+            shared.config.write_timeout(),
+            ws.write_frame(Frame::close(code.code(), code.reason().as_bytes())),
+        )
+        .await;
+        return None;
+    };
+    let (session, state, resumed) = attach(shared, &identity).await;
+    tracing::Span::current().record("conn.id", &*session.conn);
+    let welcome = ServerFrame::Welcome {
+        conn: (&*session.conn).into(),
+        worker: (&*shared.id).into(),
+        resume: format!("/ws/{}/{}", shared.id, session.conn).into(),
+        resume_token: session.resume_token.as_str().into(),
+        heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
+        resumed,
+        user: session.user.as_str().into(),
+    }
+    .encode();
+    shared
+        .metrics
+        .connections_accepted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.metrics.frame_out(&welcome);
+    let sent = tokio::time::timeout(
+        shared.config.write_timeout(),
+        ws.write_frame(Frame::text(Payload::Borrowed(&welcome))),
+    )
+    .await;
+    Some(Opened {
+        ws,
+        permit,
+        session,
+        state,
+        welcomed: matches!(sent, Ok(Ok(()))),
+    })
 }
 
 /// Resumes the session named by the identity when its owner asks for it with the right
