@@ -173,3 +173,52 @@ async fn a_last_message_the_live_feed_lost_is_still_delivered() {
             > 0
     );
 }
+
+/// A socket that takes nothing for `write_timeout` is given up (its session is kept for
+/// a resume): the writer does not wait on it forever.
+#[tokio::test]
+async fn a_socket_that_takes_nothing_for_the_write_timeout_is_dropped() {
+    let stack = Stack::start_with(|o| {
+        o.worker.heartbeat = std::time::Duration::from_secs(1);
+        o.worker.write_timeout = Some(std::time::Duration::from_secs(1));
+        o.memory.history_size = 10_000;
+    })
+    .await;
+    let (mut stuck, _) = stack.connect(&stack.token("stuck", &["feed"], &[])).await;
+    subscribe(&mut stuck, "feed").await;
+    let worker = &stack.dev.workers[0];
+    let timeouts = || worker.stats().write_timeouts.load(Ordering::Relaxed);
+    // `stuck` never reads again: once the socket buffers between it and the worker are
+    // full, the worker's write waits, and after a second gives the socket up. (Silence
+    // alone would also drop it, but only from the heartbeat, which a writer waiting on
+    // its socket never reaches: the counter tells the two apart.)
+    let api = stack.api();
+    let big = "z".repeat(100_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while timeouts() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write timed out in 30 s: the worker waits on a socket that takes nothing"
+        );
+        for _ in 0..20 {
+            let res = api
+                .post(
+                    "/api/v1/publish",
+                    &serde_json::json!({"room": "feed", "data": big}),
+                )
+                .await;
+            assert_eq!(res.status, 200);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The connection's task ends just after counting the timeout.
+    let given_up = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while worker.load().conns > 0 {
+        assert!(
+            tokio::time::Instant::now() < given_up,
+            "a write timed out but the worker still holds the socket"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(stuck);
+}

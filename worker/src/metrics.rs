@@ -276,6 +276,12 @@ pub(crate) fn render(out: &mut Exposition, worker: &str, m: &Metrics, stats: &St
         load(&stats.slow_consumer_closes),
     );
     out.counter(
+        "switchyard_worker_write_timeouts_total",
+        "Sockets given up because a write made no progress for write_timeout (the session is kept for a resume).",
+        &w,
+        load(&stats.write_timeouts),
+    );
+    out.counter(
         "switchyard_worker_ephemeral_drops_total",
         "Ephemeral messages lost to a full outbox.",
         &w,

@@ -18,4 +18,6 @@ pub struct Stats {
     pub replayed: AtomicU64,
     pub sessions_resumed: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    /// Sockets given up because a write made no progress for `write_timeout`.
+    pub write_timeouts: AtomicU64,
 }

@@ -4,8 +4,11 @@
 //! [`super::delivery`]); sends heartbeats and token-expiry notices; and writes every
 //! close.
 
+use std::future::{poll_fn, Future as _};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
@@ -15,7 +18,7 @@ use switchyard_protocol::limits::REFRESH_NOTICE;
 use switchyard_protocol::CloseCode;
 use switchyard_telemetry::TraceId;
 use tokio::io::AsyncWrite;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -119,15 +122,15 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     // probe goes out at least this often, not just every heartbeat, so that a resume
     // rewinds seconds, not to the start of the subscription.
     let mut last_probe = Instant::now();
-    let (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
+    // One timer for the token: first the `refresh_required` notice, then the expiry.
+    let (notice_at, mut expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
     let mut noticed = false;
     // Made once, not per turn of the loop: each turn is a delivery, and a new timer or
     // waiter per turn costs a registration and a removal every time.
     let cancelled = stop.cancelled();
-    let notice = tokio::time::sleep_until(notice_at);
-    let expire = tokio::time::sleep_until(expire_at);
+    let token = tokio::time::sleep_until(notice_at);
     let wake = session.wake.notified();
-    tokio::pin!(cancelled, notice, expire, wake);
+    tokio::pin!(cancelled, token, wake);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
     let result: Result<End, Gone> = async {
@@ -164,21 +167,22 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     }
                 }
                 Ok(()) = grant.changed() => {
-                    let (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
-                    notice.as_mut().reset(notice_at);
-                    expire.as_mut().reset(expire_at);
+                    let notice_at;
+                    (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
+                    token.as_mut().reset(notice_at);
                     noticed = false;
                 }
-                _ = &mut notice, if !noticed => {
+                _ = &mut token => {
+                    if noticed {
+                        debug!("token expired and was not refreshed: closing with 1008");
+                        return w.close(CloseCode::Policy).await;
+                    }
                     noticed = true;
-                    let left = expire.deadline().saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
+                    token.as_mut().reset(expire_at);
+                    let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
                     let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
                     w.push(&line).await?;
                     w.flush().await?;
-                }
-                _ = &mut expire => {
-                    debug!("token expired and was not refreshed: closing with 1008");
-                    return w.close(CloseCode::Policy).await;
                 }
                 _ = &mut wake => {
                     wake.set(session.wake.notified());
@@ -245,19 +249,32 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             .metrics
             .bytes_out
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
-        match tokio::time::timeout(
-            self.shared.config.write_timeout(),
-            self.ws.write_frame(frame),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => {
+        let timeout = self.shared.config.write_timeout();
+        let write = self.ws.write_frame(frame);
+        tokio::pin!(write);
+        // The timer is made only when the socket pushes back, and boxed: almost every
+        // write completes at once, and every connection's task would otherwise hold it.
+        let mut deadline: Option<Pin<Box<Sleep>>> = None;
+        let written = poll_fn(|cx| {
+            if let Poll::Ready(result) = write.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            let sleep = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            sleep.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match written {
+            Some(Ok(())) => Ok(()),
+            Some(Err(err)) => {
                 debug!(error = %err, "write failed");
                 Err(Gone)
             }
-            Err(_) => {
+            None => {
                 debug!("write timed out");
+                self.shared
+                    .stats
+                    .write_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(Gone)
             }
         }
