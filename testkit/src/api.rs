@@ -82,6 +82,23 @@ impl Api {
         .await
     }
 
+    /// Publishes `data` to `room` through `/api/v1/publish`, expecting 200; its seq.
+    pub async fn publish(&self, room: &str, data: serde_json::Value) -> u64 {
+        let res = self
+            .post(
+                "/api/v1/publish",
+                &serde_json::json!({"room": room, "data": data}),
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            200,
+            "publish to {room} refused: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        res.json()["seq"].as_u64().expect("an ack carries a seq")
+    }
+
     pub async fn post_raw(&self, path: &str, body: &[u8]) -> ApiResponse {
         self.request(Method::POST, path, Some(body.to_vec())).await
     }

@@ -47,13 +47,7 @@ async fn the_client_moves_to_another_worker_on_drain_and_misses_nothing() {
     let publisher = tokio::spawn(async move {
         let mut seqs = Vec::new();
         for i in 0..200 {
-            let res = api
-                .post(
-                    "/api/v1/publish",
-                    &serde_json::json!({"room": "feed", "data": i}),
-                )
-                .await;
-            seqs.push(res.json()["seq"].as_u64().unwrap());
+            seqs.push(api.publish("feed", i.into()).await);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         seqs
@@ -103,19 +97,7 @@ async fn the_client_resumes_its_session_after_a_lost_socket() {
     client.subscribe("feed").await.unwrap();
     wait_for(&mut events, |e| matches!(e, Event::Subscribed { .. })).await;
     let api = stack.api();
-    let publish = |i: i32| {
-        let api = &api;
-        async move {
-            api.post(
-                "/api/v1/publish",
-                &serde_json::json!({"room": "feed", "data": i}),
-            )
-            .await
-            .json()["seq"]
-                .as_u64()
-                .unwrap()
-        }
-    };
+    let publish = |i: i32| api.publish("feed", i.into());
     let mut want = vec![publish(0).await];
     wait_for(&mut events, |e| matches!(e, Event::Message { .. })).await;
     proxy.cut();

@@ -70,13 +70,7 @@ async fn a_client_that_falls_behind_retained_history_is_closed_with_4008() {
     let api = stack.api();
     let big = "y".repeat(20_000);
     for _ in 0..400 {
-        let res = api
-            .post(
-                "/api/v1/publish",
-                &serde_json::json!({"room": "feed", "data": big}),
-            )
-            .await;
-        assert_eq!(res.status, 200);
+        api.publish("feed", big.clone().into()).await;
     }
     assert_eq!(expect::closed(&mut slow).await, Some(4008));
 }
@@ -201,13 +195,7 @@ async fn a_socket_that_takes_nothing_for_the_write_timeout_is_dropped() {
             "no write timed out in 30 s: the worker waits on a socket that takes nothing"
         );
         for _ in 0..20 {
-            let res = api
-                .post(
-                    "/api/v1/publish",
-                    &serde_json::json!({"room": "feed", "data": big}),
-                )
-                .await;
-            assert_eq!(res.status, 200);
+            api.publish("feed", big.clone().into()).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
