@@ -236,12 +236,13 @@ struct Stopped<'a> {
 }
 
 /// The end of every publishing scenario: waits (bounded) for the deliveries due, stops
-/// the agents, and reports the traffic under the scenario's `headline` line, with its
-/// own `fields` added to the JSON.
+/// the agents, and reports the traffic under the scenario's `headline` line, the connect
+/// line and its own `details` lines, with its own `fields` added to the JSON.
 async fn finish_traffic(
     setup: &mut Setup,
     run: Stopped<'_>,
     headline: String,
+    details: Vec<String>,
     fields: Vec<(&str, serde_json::Value)>,
     warnings: Vec<String>,
 ) -> anyhow::Result<Outcome> {
@@ -266,14 +267,15 @@ async fn finish_traffic(
         expected,
         (cpu0, cpu1),
     );
-    let (mut json, mut lines, charts) = traffic(&fleet, &d, &published);
+    let (mut json, figures, charts) = traffic(&fleet, &d, &published);
     for (key, value) in fields {
         json[key] = value;
     }
     json["connect"] = connected.json();
     json["warnings"] = warnings.clone().into();
-    lines.insert(0, connected.line());
-    lines.insert(0, headline);
+    let mut lines = vec![headline, connected.line()];
+    lines.extend(details);
+    lines.extend(figures);
     lines.extend(warnings.into_iter().map(|w| format!("WARNING     {w}")));
     Ok(Outcome {
         json,

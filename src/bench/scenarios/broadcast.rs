@@ -39,5 +39,5 @@ pub(super) async fn run(args: &BroadcastArgs, setup: &mut Setup) -> anyhow::Resu
         expected,
         cpu0,
     };
-    finish_traffic(setup, run, headline, fields, warnings).await
+    finish_traffic(setup, run, headline, Vec::new(), fields, warnings).await
 }

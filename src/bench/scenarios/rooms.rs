@@ -59,5 +59,5 @@ pub(super) async fn run(args: &RoomsArgs, setup: &mut Setup) -> anyhow::Result<O
         expected,
         cpu0,
     };
-    finish_traffic(setup, run, headline, fields, warnings).await
+    finish_traffic(setup, run, headline, Vec::new(), fields, warnings).await
 }

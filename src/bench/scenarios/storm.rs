@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{bring_up, delivered, settle, start_publishing, stop_publishing, traffic, Published};
+use super::{bring_up, finish_traffic, start_publishing, stop_publishing, Stopped};
 use crate::bench::agent::{Command, Event, JobKind, RoomPlan};
 use crate::bench::cli::StormArgs;
 use crate::bench::stats::{fmt_ms, Histogram};
@@ -61,20 +61,6 @@ pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<O
     if connected.failed > 0 {
         expected = expected * connected.ok / args.conns.max(1);
     }
-    settle(&mut fleet, &mut setup.progress, expected).await;
-    let cpu1 = setup.cpu();
-    let done = fleet.stop(&mut setup.progress).await?;
-    let d = delivered(&done);
-    let published = Published::new(
-        setup,
-        &publishing,
-        &acked,
-        publish_for,
-        expected,
-        (cpu0, cpu1),
-    );
-    let (mut json, mut lines, charts) = traffic(&fleet, &d, &published);
-
     let (mut reconnected, mut failed, mut retries, mut replayed, mut caught_up) = (0, 0, 0, 0, 0);
     let mut from_storm = Histogram::new();
     let mut from_attempt = Histogram::new();
@@ -103,32 +89,34 @@ pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<O
             }
         }
     }
-    json["conns"] = args.conns.into();
-    json["per_room"] = per_room.into();
-    json["rate"] = args.rate.into();
-    json["down_seconds"] = args.down.as_secs_f64().into();
-    json["connect"] = connected.json();
-    json["storm"] = serde_json::json!({
-        "reconnected": reconnected,
-        "failed": failed,
-        "retries": retries,
-        "errors": errors,
-        "caught_up": caught_up,
-        "not_caught_up": reconnected.saturating_sub(caught_up),
-        "replayed": replayed,
-        "catch_up_ms": from_storm.summary_ms(),
-        "catch_up_from_attempt_ms": from_attempt.summary_ms(),
-        "seconds": (storm_took.as_secs_f64() * 1000.0).round() / 1000.0,
-    });
-    json["warnings"] = warnings.clone().into();
-    let mut head = vec![
-        format!(
-            "storm       {} connections ({per_room} per room, {room_count} rooms), {} msg/s, away {:.1}s",
-            args.conns,
-            args.rate,
-            args.down.as_secs_f64()
+    let fields = vec![
+        ("conns", args.conns.into()),
+        ("per_room", per_room.into()),
+        ("rate", args.rate.into()),
+        ("down_seconds", args.down.as_secs_f64().into()),
+        (
+            "storm",
+            serde_json::json!({
+                "reconnected": reconnected,
+                "failed": failed,
+                "retries": retries,
+                "errors": errors,
+                "caught_up": caught_up,
+                "not_caught_up": reconnected.saturating_sub(caught_up),
+                "replayed": replayed,
+                "catch_up_ms": from_storm.summary_ms(),
+                "catch_up_from_attempt_ms": from_attempt.summary_ms(),
+                "seconds": (storm_took.as_secs_f64() * 1000.0).round() / 1000.0,
+            }),
         ),
-        connected.line(),
+    ];
+    let headline = format!(
+        "storm       {} connections ({per_room} per room, {room_count} rooms), {} msg/s, away {:.1}s",
+        args.conns,
+        args.rate,
+        args.down.as_secs_f64()
+    );
+    let details = vec![
         format!(
             "reconnect   {reconnected} back ({failed} failed, {retries} retries {errors:?}), {caught_up} caught up, {replayed} messages replayed"
         ),
@@ -141,11 +129,14 @@ pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<O
             fmt_ms(from_attempt.quantile(0.99)),
         ),
     ];
-    head.append(&mut lines);
-    head.extend(warnings.into_iter().map(|w| format!("WARNING     {w}")));
-    Ok(Outcome {
-        json,
-        lines: head,
-        charts: Some(charts),
-    })
+    let run = Stopped {
+        fleet,
+        connected: &connected,
+        publishing: &publishing,
+        acked: &acked,
+        publish_for,
+        expected,
+        cpu0,
+    };
+    finish_traffic(setup, run, headline, details, fields, warnings).await
 }
