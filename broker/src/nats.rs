@@ -23,7 +23,7 @@ mod setup;
 mod subjects;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream::Stream};
@@ -182,7 +182,7 @@ impl NatsBroker {
             stop,
             events: counted,
         });
-        tokio::spawn(watch_leader(broker.clone()));
+        tokio::spawn(watch_leader(Arc::downgrade(&broker), broker.stop.clone()));
         Ok(broker)
     }
 
@@ -273,16 +273,25 @@ async fn epoch_of(stream: &mut Stream) -> Result<Arc<str>, BrokerError> {
 
 /// A new stream leader may not have republished everything the old one stored: tell
 /// every feed to check. The epoch is read again too, in case the stream was recreated.
-async fn watch_leader(broker: Arc<NatsBroker>) {
-    let subject = subjects::leader_elected(&broker.config.stream);
-    let Ok(mut sub) = broker.client.subscribe(subject).await else {
+/// Holds the broker weakly, so that dropping it stops this and every background task.
+async fn watch_leader(broker: Weak<NatsBroker>, stop: CancellationToken) {
+    let Some(mut sub) = (match broker.upgrade() {
+        Some(broker) => {
+            let subject = subjects::leader_elected(&broker.config.stream);
+            broker.client.subscribe(subject).await.ok()
+        }
+        None => None,
+    }) else {
         return;
     };
     loop {
         tokio::select! {
-            _ = broker.stop.cancelled() => return,
+            _ = stop.cancelled() => return,
             msg = sub.next() => if msg.is_none() { return },
         }
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
         tracing::info!("room stream elected a new leader: checking every room for gaps");
         broker
             .events
