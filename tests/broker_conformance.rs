@@ -326,6 +326,81 @@ async fn nats_history_is_bounded_per_room_and_never_claims_a_false_recovery() {
     assert_eq!(seqs(&ok.messages), &all[3..]);
 }
 
+/// A user connected through two processes is one member of the room: one join, one
+/// leave, whichever process sees the last connection go, and a process that dies
+/// holding connections stops counting once its liveness ages out.
+#[tokio::test]
+async fn nats_presence_spans_processes_and_forgets_a_dead_one() {
+    let server = switchyard_testkit::NatsServer::start().await;
+    let ttl = Duration::from_secs(2);
+    let config = NatsConfig {
+        url: server.url(),
+        presence_ttl: ttl,
+        ..NatsConfig::default()
+    };
+    let a = NatsBroker::connect(config.clone()).await.unwrap();
+    let b = NatsBroker::connect(config).await.unwrap();
+    let r = room("lobby");
+    let bob = user("bob");
+    let mut feed = a.live(&r).await.unwrap();
+    let conns = |a: &Arc<NatsBroker>| {
+        let a = a.clone();
+        let r = r.clone();
+        async move {
+            let members = a.presence(&r).await.unwrap();
+            members
+                .iter()
+                .map(|m| (m.user.clone(), m.conns))
+                .collect::<Vec<_>>()
+        }
+    };
+    a.join(&r, &bob, "c1").await.unwrap();
+    b.join(&r, &bob, "c2").await.unwrap();
+    assert_eq!(conns(&a).await, [("bob".to_string(), 2)]);
+    b.leave(&r, &bob, "c2").await.unwrap();
+    assert_eq!(conns(&b).await, [("bob".to_string(), 1)]);
+    b.join(&r, &bob, "c3").await.unwrap();
+    drop(b);
+    // b's entries stay in the room's entry, but not in its count, once b's liveness
+    // ages out; a's refresh keeps its own alive meanwhile.
+    let deadline = tokio::time::Instant::now() + ttl * 4;
+    while conns(&a).await != [("bob".to_string(), 1)] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead process still counts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.leave(&r, &bob, "c1").await.unwrap();
+    assert!(conns(&a).await.is_empty());
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        match tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("presence event in time")
+            .unwrap()
+        {
+            LiveEvent::Join { user, .. } => events.push(format!("join {user}")),
+            LiveEvent::Leave { user, .. } => events.push(format!("leave {user}")),
+            _ => {}
+        }
+    }
+    assert_eq!(events, ["join bob", "leave bob"]);
+    // Nothing else follows: not b's join, nor a leave of its own.
+    assert!(
+        tokio::time::timeout(ttl, async {
+            loop {
+                if let Some(LiveEvent::Join { .. } | LiveEvent::Leave { .. }) = feed.next().await {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_err(),
+        "a presence event after the last leave"
+    );
+}
+
 #[tokio::test]
 async fn nats_refuses_to_start_on_a_conflicting_stream() {
     let server = switchyard_testkit::NatsServer::start().await;

@@ -54,7 +54,7 @@ pub struct NatsBroker {
     rooms: Stream,
     epoch: Mutex<Arc<str>>,
     buckets: Buckets,
-    presence: Presence,
+    presence: Arc<Presence>,
     /// Bumped on every reconnect and leader election: live feeds yield `Lagged`.
     lag: watch::Sender<u64>,
     stop: CancellationToken,
@@ -144,32 +144,31 @@ impl NatsBroker {
             .get_stream(format!("KV_{}", setup::PRESENCE_BUCKET))
             .await
             .map_err(|e| unavailable("open the presence bucket", e))?;
-        let presence = Presence {
-            kv: buckets.presence.clone(),
-            stream: presence_stream,
-            held: Arc::default(),
-            timeout: config.request_timeout,
-        };
+        // A name unique to this process: the inbox's last token is a fresh NUID.
+        let inbox = client.new_inbox();
+        let nuid = inbox.rsplit('.').next().unwrap_or(&inbox).to_string();
+        let presence = Arc::new(Presence::new(
+            client.clone(),
+            buckets.presence.clone(),
+            presence_stream,
+            nuid,
+            config.request_timeout,
+        ));
         let stop = CancellationToken::new();
         let reaper = reaper::Reaper {
             client: client.clone(),
             kv: buckets.presence.clone(),
             stream: presence.stream.clone(),
-            holder: format!(
-                "{}-{}",
-                config.name.as_deref().unwrap_or("switchyard"),
-                async_nats::Client::new_inbox(&client)
-            ),
+            holder: format!("{}-{inbox}", config.name.as_deref().unwrap_or("switchyard"),),
             every: config.presence_ttl / 2,
             timeout: config.request_timeout,
         };
         tokio::spawn(reaper.run(stop.clone()));
-        tokio::spawn(Presence::refresh(
-            buckets.presence.clone(),
-            presence.held.clone(),
-            NatsConfig::refresh_every(config.presence_ttl),
-            stop.clone(),
-        ));
+        tokio::spawn(
+            presence
+                .clone()
+                .refresh(NatsConfig::refresh_every(config.presence_ttl), stop.clone()),
+        );
         let broker = Arc::new(NatsBroker {
             epoch: Mutex::new(epoch),
             config,
@@ -396,11 +395,11 @@ impl Broker for NatsBroker {
     }
 
     async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
-        self.presence.join(&self.client, room, user, conn).await
+        self.presence.join(room, user, conn).await
     }
 
     async fn leave(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
-        self.presence.leave(&self.client, room, user, conn).await
+        self.presence.leave(room, user, conn).await
     }
 
     async fn presence(&self, room: &RoomName) -> Result<Vec<Member>, BrokerError> {

@@ -1,13 +1,23 @@
-//! Presence on NATS: one KV entry per connection in a room (`<room>.<user>.<conn>`),
-//! refreshed by the worker holding it, dropped by the bucket's TTL if that worker dies.
-//! A user's first entry in a room publishes a join, their last a leave.
+//! Presence on NATS: one KV entry per user in a room (`<room>.<user>`) whose value counts
+//! that user's connections per process holding them (`{"<holder>": 2, ...}`), written by
+//! compare-and-set. A join or leave reads one key and writes it back, whatever the size
+//! of the room or the bucket, and the user's first connection in the mesh publishes a
+//! join, their last a leave.
+//!
+//! Each process that holds connections keeps `_alive_<holder>` fresh, and refreshes the
+//! entries it is in three times per TTL. An entry whose holders all died ages out of the
+//! bucket (the reaper announces the leave); a dead holder beside live ones is dropped from
+//! the entry by the next process that writes it, and is not counted by [`Presence::members`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::kv::{Operation, Store};
 use async_nats::jetstream::stream::Stream;
 use async_nats::Client;
 use bytes::Bytes;
@@ -21,104 +31,291 @@ use super::setup::PRESENCE_BUCKET;
 use super::{subjects, unavailable};
 use crate::BrokerError;
 
+/// Connections per holder, as stored in an entry.
+type Holders = BTreeMap<String, u32>;
+
+/// Operations on one key are serialized within a process so that its events go out in
+/// the order its connections came and went; keys share this many locks.
+const STRIPES: usize = 256;
+/// Compare-and-set attempts before a write is given up (the refresh tries again later).
+const ATTEMPTS: usize = 8;
+/// Entries a refresh round writes at once: a round must finish well inside a third of
+/// the TTL even with a round trip of milliseconds to a replicated bucket.
+const REFRESH_CONCURRENCY: usize = 64;
+
 pub(super) struct Presence {
+    pub(super) client: Client,
     pub(super) kv: Store,
     /// The bucket's stream, read for listings.
     pub(super) stream: Stream,
-    /// Keys this process holds and refreshes.
-    pub(super) held: Arc<Mutex<HashSet<String>>>,
+    /// This process's name in entries; unique per process.
+    pub(super) holder: String,
+    /// The connections this process holds, per key; a key whose write failed stays here
+    /// (maybe empty) until a refresh has written it.
+    pub(super) held: Mutex<HashMap<String, Held>>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// `_alive_<holder>` has been written since this process started.
+    alive_written: AtomicBool,
     pub(super) timeout: Duration,
+}
+
+pub(super) struct Held {
+    room: RoomName,
+    user: UserId,
+    conns: HashSet<String>,
+    /// The entry as this process last wrote or read it (revision, value): a refresh
+    /// writes it back on that revision, and reads only if someone wrote in between.
+    stored: Option<(u64, Bytes)>,
+}
+
+/// What a sync of one key is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Change {
+    Join,
+    Leave,
+    Refresh,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An entry's holders; a value this version did not write counts as none.
+fn decode(value: &[u8]) -> Holders {
+    serde_json::from_slice(value).unwrap_or_default()
+}
+
+/// Whether an entry's value names any holder (the reaper's test of a live entry).
+pub(super) fn holds_anyone(value: &[u8]) -> bool {
+    !decode(value).is_empty()
+}
+
+fn encode(holders: &Holders) -> Bytes {
+    // A map of strings to integers always serializes.
+    serde_json::to_vec(holders)
+        .expect("presence entry serializes")
+        .into()
+}
+
+/// The event a write owes, given whether this holder had connections in the entry before
+/// and has them now, and whether any other live holder has.
+fn event_due(had: bool, has: bool, others: bool) -> Option<bool> {
+    (had != has && !others).then_some(has)
+}
+
 impl Presence {
+    pub(super) fn new(
+        client: Client,
+        kv: Store,
+        stream: Stream,
+        holder: String,
+        timeout: Duration,
+    ) -> Presence {
+        Presence {
+            client,
+            kv,
+            stream,
+            holder,
+            held: Mutex::default(),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            alive_written: AtomicBool::new(false),
+            timeout,
+        }
+    }
+
     pub(super) async fn join(
         &self,
-        client: &Client,
         room: &RoomName,
         user: &UserId,
         conn: &str,
     ) -> Result<(), BrokerError> {
-        let key = subjects::presence_key(room, user, conn);
-        self.kv
-            .put(&key, Bytes::new())
-            .await
-            .map_err(|e| unavailable("write presence", e))?;
-        lock(&self.held).insert(key);
-        if self
-            .entries(&subjects::user_presence_filter(PRESENCE_BUCKET, room, user))
-            .await?
-            .len()
-            == 1
+        let key = subjects::presence_key(room, user);
+        let _turn = self.stripe(&key).lock().await;
         {
-            publish_event(client, room, user, true).await?;
+            let mut held = lock(&self.held);
+            let entry = held.entry(key.clone()).or_insert_with(|| Held {
+                room: room.clone(),
+                user: user.clone(),
+                conns: HashSet::new(),
+                stored: None,
+            });
+            if !entry.conns.insert(conn.to_string()) {
+                return Ok(());
+            }
+            entry.stored = None;
         }
-        Ok(())
+        if !self.alive_written.load(Ordering::Relaxed) {
+            self.write_alive().await?;
+        }
+        self.sync(&key, room, user, Change::Join, &Liveness::default())
+            .await
     }
 
     pub(super) async fn leave(
         &self,
-        client: &Client,
         room: &RoomName,
         user: &UserId,
         conn: &str,
     ) -> Result<(), BrokerError> {
-        let key = subjects::presence_key(room, user, conn);
-        if !lock(&self.held).remove(&key) {
-            return Ok(());
-        }
-        self.kv
-            .delete(&key)
-            .await
-            .map_err(|e| unavailable("delete presence", e))?;
-        if self
-            .entries(&subjects::user_presence_filter(PRESENCE_BUCKET, room, user))
-            .await?
-            .is_empty()
+        let key = subjects::presence_key(room, user);
+        let _turn = self.stripe(&key).lock().await;
         {
-            publish_event(client, room, user, false).await?;
+            let mut held = lock(&self.held);
+            let Some(entry) = held.get_mut(&key) else {
+                return Ok(());
+            };
+            if !entry.conns.remove(conn) {
+                return Ok(());
+            }
+            // What was stored counts the connection gone: a refresh must not write it back.
+            entry.stored = None;
         }
+        self.sync(&key, room, user, Change::Leave, &Liveness::default())
+            .await
+    }
+
+    fn stripe(&self, key: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        &self.stripes[hasher.finish() as usize % STRIPES]
+    }
+
+    async fn write_alive(&self) -> Result<(), BrokerError> {
+        self.kv
+            .put(subjects::holder_alive_key(&self.holder), Bytes::new())
+            .await
+            .map_err(|e| unavailable("write presence", e))?;
+        self.alive_written.store(true, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Writes this holder's count of `key` as held now, dropping dead holders on the way,
+    /// and publishes the join or leave the write made true. Call with the key's stripe.
+    async fn sync(
+        &self,
+        key: &str,
+        room: &RoomName,
+        user: &UserId,
+        change: Change,
+        liveness: &Liveness,
+    ) -> Result<(), BrokerError> {
+        // Whether this holder was in the entry before this sync: read once, so that a
+        // write that landed without its ack still owes its event on the next attempt.
+        let mut had = None;
+        let mut last_error = None;
+        for _ in 0..ATTEMPTS {
+            let entry = match self.kv.entry(key).await {
+                Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
+                Err(err) => {
+                    last_error = Some(unavailable("read presence", err));
+                    continue;
+                }
+            };
+            let revision = entry.as_ref().map_or(0, |e| e.revision);
+            let stored = entry.map(|e| decode(&e.value)).unwrap_or_default();
+            let mine = lock(&self.held)
+                .get(key)
+                .map_or(0, |held| held.conns.len() as u32);
+            had.get_or_insert(stored.contains_key(&self.holder));
+            let mut wanted = Holders::new();
+            for (holder, &count) in &stored {
+                if *holder != self.holder && liveness.alive(self, holder).await {
+                    wanted.insert(holder.clone(), count);
+                }
+            }
+            let others = !wanted.is_empty();
+            if mine > 0 {
+                wanted.insert(self.holder.clone(), mine);
+            }
+            // A refresh writes even an unchanged entry: that is what keeps it in the bucket.
+            let value = encode(&wanted);
+            let written = if wanted == stored && (change != Change::Refresh || wanted.is_empty()) {
+                Ok(revision)
+            } else if wanted.is_empty() {
+                self.kv
+                    .delete_expect_revision(key, Some(revision))
+                    .await
+                    .map(|()| 0)
+                    .map_err(|e| unavailable("delete presence", e))
+            } else {
+                self.kv
+                    .update(key, value.clone(), revision)
+                    .await
+                    .map_err(|e| unavailable("write presence", e))
+            };
+            let revision = match written {
+                Ok(revision) => revision,
+                Err(err) => {
+                    last_error = Some(err);
+                    continue;
+                }
+            };
+            {
+                let mut held = lock(&self.held);
+                match held.get_mut(key) {
+                    Some(h) if h.conns.is_empty() => {
+                        held.remove(key);
+                    }
+                    Some(h) => h.stored = Some((revision, value)),
+                    None => {}
+                }
+            }
+            if let Some(join) = event_due(had.unwrap_or(false), mine > 0, others) {
+                if change == Change::Refresh {
+                    tracing::debug!(key, join, "presence repaired by refresh");
+                }
+                publish_event(&self.client, room, user, join).await?;
+            }
+            return Ok(());
+        }
+        Err(last_error.unwrap_or_else(|| {
+            BrokerError::Unavailable("presence kept changing under this write".into())
+        }))
+    }
+
     pub(super) async fn members(&self, room: &RoomName) -> Result<Vec<Member>, BrokerError> {
-        let mut users: BTreeMap<String, u32> = BTreeMap::new();
-        for key in self
+        let liveness = Liveness::default();
+        let mut members = Vec::new();
+        for (key, holders) in self
             .entries(&subjects::presence_filter(PRESENCE_BUCKET, room))
             .await?
         {
-            // <room>.<user>.<conn>: the user is the second token from the end.
-            let mut tokens = key.rsplit('.');
-            let (Some(_conn), Some(user)) = (tokens.next(), tokens.next()) else {
+            // <room>.<user>: the user is the last token.
+            let Some((_, user)) = key.rsplit_once('.') else {
                 continue;
             };
-            *users.entry(user.to_string()).or_default() += 1;
+            let mut conns = 0;
+            for (holder, count) in holders {
+                if liveness.alive(self, &holder).await {
+                    conns += count;
+                }
+            }
+            if conns > 0 {
+                members.push(Member {
+                    user: user.to_string(),
+                    conns,
+                });
+            }
         }
-        Ok(users
-            .into_iter()
-            .map(|(user, conns)| Member { user, conns })
-            .collect())
+        members.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(members)
     }
 
-    /// Live keys (not deleted) under a subject filter of the bucket.
-    async fn entries(&self, filter: &str) -> Result<Vec<String>, BrokerError> {
+    /// Live entries (not deleted) under a subject filter of the bucket, with their holders.
+    async fn entries(&self, filter: &str) -> Result<Vec<(String, Holders)>, BrokerError> {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: filter.to_string(),
                 deliver_policy: DeliverPolicy::LastPerSubject,
-                headers_only: true,
                 ..Default::default()
             })
             .await
             .map_err(|e| unavailable("list presence", e))?;
         let pending = consumer.cached_info().num_pending as usize;
-        let mut keys = Vec::with_capacity(pending);
+        let mut entries = Vec::with_capacity(pending);
         if pending == 0 {
-            return Ok(keys);
+            return Ok(entries);
         }
         let prefix = format!("$KV.{PRESENCE_BUCKET}.");
         let mut messages = consumer
@@ -143,20 +340,16 @@ impl Presence {
                 .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
             if !deleted {
                 if let Some(key) = msg.subject.as_str().strip_prefix(&prefix) {
-                    keys.push(key.to_string());
+                    entries.push((key.to_string(), decode(&msg.payload)));
                 }
             }
         }
-        Ok(keys)
+        Ok(entries)
     }
 
-    /// Refreshes the held keys three times per TTL until `stop`.
-    pub(super) async fn refresh(
-        kv: Store,
-        held: Arc<Mutex<HashSet<String>>>,
-        every: Duration,
-        stop: CancellationToken,
-    ) {
+    /// Three times per TTL until `stop`: marks this process alive and writes every entry
+    /// it holds (which also repairs entries a failed write or an outage left wrong).
+    pub(super) async fn refresh(self: Arc<Self>, every: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
@@ -164,14 +357,78 @@ impl Presence {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let keys: Vec<String> = lock(&held).iter().cloned().collect();
-            for key in keys {
-                if let Err(err) = kv.put(&key, Bytes::new()).await {
-                    tracing::debug!(error = %err, "presence refresh failed; retrying next period");
-                    break;
+            let keys: Vec<(String, RoomName, UserId)> = lock(&self.held)
+                .iter()
+                .map(|(key, held)| (key.clone(), held.room.clone(), held.user.clone()))
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            if let Err(err) = self.write_alive().await {
+                tracing::debug!(error = %err, "presence refresh failed; retrying next period");
+                continue;
+            }
+            let liveness = Liveness::default();
+            let failed = AtomicUsize::new(0);
+            futures_util::stream::iter(keys)
+                .for_each_concurrent(REFRESH_CONCURRENCY, |(key, room, user)| {
+                    let (liveness, failed) = (&liveness, &failed);
+                    let this = &self;
+                    async move {
+                        if let Err(err) = this.refresh_one(&key, &room, &user, liveness).await {
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                tracing::debug!(error = %err, "presence refresh failed; retrying next period");
+                            }
+                        }
+                    }
+                })
+                .await;
+        }
+    }
+
+    /// Writes an entry back on the revision this process last saw, which keeps it in the
+    /// bucket; if someone wrote it since, reads it and writes it in full.
+    async fn refresh_one(
+        &self,
+        key: &str,
+        room: &RoomName,
+        user: &UserId,
+        liveness: &Liveness,
+    ) -> Result<(), BrokerError> {
+        let _turn = self.stripe(key).lock().await;
+        let stored = lock(&self.held).get(key).and_then(|h| h.stored.clone());
+        if let Some((revision, value)) = stored {
+            if let Ok(revision) = self.kv.update(key, value.clone(), revision).await {
+                if let Some(held) = lock(&self.held).get_mut(key) {
+                    held.stored = Some((revision, value));
                 }
+                return Ok(());
             }
         }
+        self.sync(key, room, user, Change::Refresh, liveness).await
+    }
+}
+
+/// Which holders are alive, asked once per holder per listing or refresh round.
+#[derive(Default)]
+struct Liveness(Mutex<HashMap<String, bool>>);
+
+impl Liveness {
+    async fn alive(&self, presence: &Presence, holder: &str) -> bool {
+        if holder == presence.holder {
+            return true;
+        }
+        if let Some(&alive) = lock(&self.0).get(holder) {
+            return alive;
+        }
+        // When the store cannot say, the holder is kept: dropping a live one would
+        // announce a leave that did not happen.
+        let alive = !matches!(
+            presence.kv.get(subjects::holder_alive_key(holder)).await,
+            Ok(None)
+        );
+        lock(&self.0).insert(holder.to_string(), alive);
+        alive
     }
 }
 
@@ -191,4 +448,34 @@ async fn publish_event(
         .publish(subjects::presence_events(room), payload.into())
         .await
         .map_err(|e| unavailable("publish presence", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_go_out_when_the_last_live_holder_changes() {
+        assert_eq!(event_due(false, true, false), Some(true));
+        assert_eq!(event_due(true, false, false), Some(false));
+        assert_eq!(
+            event_due(false, true, true),
+            None,
+            "someone else holds the user"
+        );
+        assert_eq!(event_due(true, false, true), None);
+        assert_eq!(event_due(true, true, false), None, "a second connection");
+        assert_eq!(event_due(false, false, false), None);
+    }
+
+    #[test]
+    fn entries_round_trip_and_foreign_values_hold_no_one() {
+        let holders = Holders::from([("a".to_string(), 2), ("b".to_string(), 1)]);
+        assert_eq!(decode(&encode(&holders)), holders);
+        assert!(
+            decode(b"").is_empty(),
+            "an entry of the per-connection layout"
+        );
+        assert!(decode(b"not json").is_empty());
+    }
 }

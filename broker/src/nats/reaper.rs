@@ -1,13 +1,13 @@
 //! `leave` events for connections whose worker died.
 //!
-//! An explicit leave deletes its presence key (a delete marker stays, and the event was
-//! sent then); a dead worker's keys just age out of the bucket, silently on nats-server
-//! 2.9. One process of the mesh at a time (whoever holds the `_reaper` lease key, which
-//! ages out with its holder) scans the bucket every half TTL and compares: a key that
-//! was there and is now gone without a marker expired, and a user left with no key in
-//! that room is announced as having left.
+//! A user's last leave from a room deletes its presence entry (a delete marker stays, and
+//! the event was sent then); an entry whose holders all died just ages out of the bucket,
+//! silently on nats-server 2.9. One process of the mesh at a time (whoever holds the
+//! `_reaper` lease key, which ages out with its holder) scans the bucket every half TTL
+//! and compares: an entry that was there and is now gone without a marker expired, and
+//! its user is announced as having left the room.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
@@ -36,11 +36,10 @@ pub(super) struct Reaper {
     pub(super) timeout: Duration,
 }
 
-/// A presence key `<room>.<user>.<conn>` split into its room and user.
+/// A presence key `<room>.<user>` split into its room and user. Keys of one token (the
+/// lease, holders' liveness) are not presence entries.
 fn room_and_user(key: &str) -> Option<(&str, &str)> {
-    let mut parts = key.rsplitn(3, '.');
-    let (_conn, user, room) = (parts.next()?, parts.next()?, parts.next()?);
-    Some((room, user))
+    key.rsplit_once('.')
 }
 
 impl Reaper {
@@ -90,7 +89,6 @@ impl Reaper {
             .create_consumer(pull::OrderedConfig {
                 filter_subject: format!("$KV.{PRESENCE_BUCKET}.>"),
                 deliver_policy: DeliverPolicy::LastPerSubject,
-                headers_only: true,
                 ..Default::default()
             })
             .await
@@ -125,7 +123,8 @@ impl Reaper {
                 .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
             if deleted {
                 scan.deleted.insert(key.to_string());
-            } else {
+            } else if super::presence::holds_anyone(&msg.payload) {
+                // (An entry of an older layout holds no one here, and is left to age out.)
                 scan.alive.insert(key.to_string());
             }
         }
@@ -133,20 +132,11 @@ impl Reaper {
     }
 
     async fn announce_expired(&self, before: &HashSet<String>, now: &Scan) {
-        let remaining: HashSet<(&str, &str)> =
-            now.alive.iter().filter_map(|k| room_and_user(k)).collect();
-        let mut gone: HashMap<(&str, &str), ()> = HashMap::new();
-        for key in before
+        let expired = before
             .iter()
             .filter(|k| !now.alive.contains(*k) && !now.deleted.contains(*k))
-        {
-            if let Some(room_user) = room_and_user(key) {
-                if !remaining.contains(&room_user) {
-                    gone.insert(room_user, ());
-                }
-            }
-        }
-        for (room, user) in gone.into_keys() {
+            .filter_map(|k| room_and_user(k));
+        for (room, user) in expired {
             tracing::debug!(room, user, "presence expired: announcing leave");
             let event = PresenceEvent {
                 user: user.to_string(),
@@ -177,13 +167,10 @@ mod tests {
 
     #[test]
     fn keys_split_into_room_and_user() {
-        assert_eq!(room_and_user("lobby.bob.c_1"), Some(("lobby", "bob")));
-        assert_eq!(room_and_user("chat.1.bob.c_1"), Some(("chat.1", "bob")));
-        assert_eq!(
-            room_and_user("_inbox.amy.bob.c_1"),
-            Some(("_inbox.amy", "bob"))
-        );
+        assert_eq!(room_and_user("lobby.bob"), Some(("lobby", "bob")));
+        assert_eq!(room_and_user("chat.1.bob"), Some(("chat.1", "bob")));
+        assert_eq!(room_and_user("_inbox.amy.bob"), Some(("_inbox.amy", "bob")));
         assert_eq!(room_and_user("_reaper"), None);
-        assert_eq!(room_and_user("a.b"), None);
+        assert_eq!(room_and_user("_alive_h1"), None);
     }
 }

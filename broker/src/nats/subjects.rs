@@ -22,20 +22,21 @@ pub(super) fn presence_events(room: &RoomName) -> String {
     format!("sy.presence.{}", room.subject_suffix())
 }
 
-/// Presence key of one connection: `<room>.<user>.<conn>`.
-pub(super) fn presence_key(room: &RoomName, user: &UserId, conn: &str) -> String {
-    format!("{}.{user}.{conn}", room.subject_suffix())
+/// Presence key of a user in a room: `<room>.<user>`, two tokens or more.
+pub(super) fn presence_key(room: &RoomName, user: &UserId) -> String {
+    format!("{}.{user}", room.subject_suffix())
 }
 
-/// Every presence entry of a room. `*.*` takes exactly a user and a conn, so the
-/// entries of room `a.b` never match room `a`.
+/// Every presence entry of a room. `*` takes exactly a user, so the entries of room
+/// `a.b` never match room `a`.
 pub(super) fn presence_filter(bucket: &str, room: &RoomName) -> String {
-    format!("$KV.{bucket}.{}.*.*", room.subject_suffix())
+    format!("$KV.{bucket}.{}.*", room.subject_suffix())
 }
 
-/// Every presence entry of one user in a room.
-pub(super) fn user_presence_filter(bucket: &str, room: &RoomName, user: &UserId) -> String {
-    format!("$KV.{bucket}.{}.{user}.*", room.subject_suffix())
+/// The key a process holding presence entries keeps fresh while it lives. One token, so
+/// it is never a presence key.
+pub(super) fn holder_alive_key(holder: &str) -> String {
+    format!("_alive_{holder}")
 }
 
 /// Leader elections of a stream: the live feed may have lost messages across one.
@@ -64,8 +65,9 @@ mod tests {
         let bob = UserId::parse("bob").unwrap();
         assert_eq!(stored(&room), "sy.room.chat.1");
         assert_eq!(live(&inbox), "sy.live.room._inbox.bob");
-        assert_eq!(presence_key(&room, &bob, "c_1"), "chat.1.bob.c_1");
-        assert_eq!(presence_filter("b", &room), "$KV.b.chat.1.*.*");
-        assert_eq!(user_presence_filter("b", &room, &bob), "$KV.b.chat.1.bob.*");
+        assert_eq!(presence_key(&room, &bob), "chat.1.bob");
+        assert_eq!(presence_key(&inbox, &bob), "_inbox.bob.bob");
+        assert_eq!(presence_filter("b", &room), "$KV.b.chat.1.*");
+        assert_eq!(holder_alive_key("h1"), "_alive_h1");
     }
 }
