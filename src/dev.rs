@@ -34,6 +34,8 @@ pub const DEFAULT_STATE_DIR: &str = ".switchyard/dev";
 #[derive(Debug, Clone)]
 pub struct DevOptions {
     pub listen: SocketAddr,
+    /// Connections the kernel may queue for accept on `listen` (capped at somaxconn).
+    pub listen_backlog: u32,
     pub workers: usize,
     pub state_dir: PathBuf,
     /// Serve plain `ws://` instead of TLS (behind a TLS-terminating proxy only).
@@ -58,6 +60,7 @@ impl DevOptions {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("default listen address parses"),
+            listen_backlog: crate::listen::DEFAULT_BACKLOG,
             workers: 1,
             state_dir,
             plain: false,
@@ -93,8 +96,8 @@ impl DevStack {
     pub async fn start(options: DevOptions) -> anyhow::Result<DevStack> {
         anyhow::ensure!(options.workers >= 1, "--workers must be at least 1");
         let state = DevState::load_or_create(&options.state_dir)?;
-        let listener = crate::listen::bind(options.listen, crate::listen::DEFAULT_BACKLOG)
-            .with_context(|| {
+        let listener =
+            crate::listen::bind(options.listen, options.listen_backlog).with_context(|| {
                 format!(
                     "cannot listen on {} (is another server using it? try --listen 127.0.0.1:0)",
                     options.listen

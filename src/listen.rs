@@ -1,13 +1,16 @@
 //! The public listeners: bound with an accept backlog of our choosing. tokio's `bind`
-//! asks for 128, too few for a reconnect storm of thousands of clients at once (the
-//! kernel caps the backlog at `net.core.somaxconn`; docs/TUNING.md).
+//! asks for 128, too few for a reconnect storm of thousands of clients at once; by
+//! default we ask for as many as the kernel gives (it caps the backlog at
+//! `net.core.somaxconn`; docs/TUNING.md), as Go's and Envoy's listeners do.
 
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpSocket};
 
-/// The accept backlog unless `listen_backlog` says otherwise.
-pub const DEFAULT_BACKLOG: u32 = 1024;
+/// The accept backlog unless `listen_backlog` says otherwise: its largest value, so that
+/// `net.core.somaxconn` decides (the kernel takes the smaller). A storm of 10,000 reconnects overflowed a
+/// backlog of 1024 27,664 times (each overflow a client's 1 s SYN retry); BENCHMARKS.md.
+pub const DEFAULT_BACKLOG: u32 = 65535;
 
 /// A listener on `addr` with room for `backlog` connections waiting to be accepted.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {

@@ -131,6 +131,10 @@ struct DevArgs {
     /// Address of the public listener.
     #[arg(long, default_value = DEFAULT_LISTEN, env = "SWITCHYARD_LISTEN")]
     listen: std::net::SocketAddr,
+    /// Connections the kernel may queue for accept on the public listener (it takes at
+    /// most `net.core.somaxconn`; docs/TUNING.md).
+    #[arg(long, default_value_t = switchyard::listen::DEFAULT_BACKLOG, env = "SWITCHYARD_LISTEN_BACKLOG", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    listen_backlog: u32,
     /// Number of workers in the process [default: 1, or 2 with --cluster].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
@@ -304,6 +308,7 @@ async fn run(
 async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let mut options = DevOptions::new(args.state_dir.clone());
     options.listen = args.listen;
+    options.listen_backlog = args.listen_backlog;
     options.workers = usize::from(args.workers.unwrap_or(if args.cluster { 2 } else { 1 }));
     options.plain = args.plain;
     options.admin_listen = Some(args.admin_listen);
