@@ -1,6 +1,7 @@
 //! One socket's life: take a connection slot, attach a session (fresh or resumed), send
 //! `welcome`, run reader and writer side by side, then detach or end the session.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,26 +39,36 @@ pub(crate) enum Ctl {
 /// How long a resume waits for the socket it takes over to let go of the session.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Identity) {
-    let span = info_span!("session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty);
-    // The gateway's `handoff` span (or the client's context) is the session's parent.
+/// The connection's task. Not an `async fn`: one would keep its arguments (the identity,
+/// 168 bytes) for the connection's whole life, and this future is held per connection.
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    upgrade: UpgradeFut,
+    identity: Identity,
+) -> impl Future<Output = ()> + Send {
+    // Made in the caller, so it must not become a child of the caller's span (the
+    // upgrade's), which would then stay open as long as the session: the gateway's
+    // `handoff` span (or the client's context) is the session's parent.
+    let span = info_span!(parent: None, "session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty);
     switchyard_telemetry::trace::set_parent(&span, identity.traceparent.as_deref());
+    // Its own future, boxed and dropped before the connection runs: what the upgrade,
+    // attach and welcome leave (the encoded `welcome`, the identity's strings) would
+    // otherwise stay in this task for the connection's whole life.
+    let opening = Box::pin(open(shared.clone(), upgrade, identity));
     async move {
-        // Its own future, boxed and dropped before the connection runs: what the upgrade,
-        // attach and welcome leave (the encoded `welcome`, the identity's strings) would
-        // otherwise stay in this task for the connection's whole life.
-        let Some(opened) = Box::pin(open(&shared, upgrade, identity)).await else {
-            return;
-        };
-        let Opened {
+        // Bound field by field: a whole `Opened` would keep its slot while its parts run.
+        let Some(Opened {
             ws,
             permit: _permit,
             session,
             mut state,
             welcomed,
-        } = opened;
+        }) = opening.await
+        else {
+            return;
+        };
         let end = if welcomed {
-            let (read, mut write) = ws.split(tokio::io::split);
+            let (mut read, mut write) = ws.split(tokio::io::split);
             let stop = match &*lock(&session.attachment) {
                 Attachment::Attached { stop } => stop.clone(),
                 _ => CancellationToken::new(),
@@ -65,7 +76,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
             let liveness = reader::Liveness::new();
             let (ctl_tx, mut ctl_rx) = queue::bounded(8);
             tokio::select! {
-                end = reader::run(&shared, &session, read, ctl_tx, &liveness) => end,
+                end = reader::run(&shared, &session, &mut read, ctl_tx, &liveness) => end,
                 end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness, stop) => end,
             }
         } else {
@@ -75,7 +86,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Id
         Box::pin(finish(&shared, &session, state, end)).await;
     }
     .instrument(span)
-    .await
 }
 
 /// A socket past its upgrade, holding a connection slot and a session.
@@ -90,7 +100,7 @@ struct Opened {
 
 /// Completes the upgrade, takes a connection slot, attaches a session and sends
 /// `welcome`. `None` when the upgrade failed or the worker is full (closed with 1013).
-async fn open(shared: &Arc<Shared>, upgrade: UpgradeFut, identity: Identity) -> Option<Opened> {
+async fn open(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Identity) -> Option<Opened> {
     let mut ws = match upgrade.await {
         Ok(ws) => ws,
         Err(err) => {
@@ -108,7 +118,7 @@ async fn open(shared: &Arc<Shared>, upgrade: UpgradeFut, identity: Identity) -> 
         .await;
         return None;
     };
-    let (session, state, resumed) = attach(shared, &identity).await;
+    let (session, state, resumed) = attach(&shared, &identity).await;
     tracing::Span::current().record("conn.id", &*session.conn);
     let welcome = ServerFrame::Welcome {
         conn: (&*session.conn).into(),

@@ -62,7 +62,7 @@ struct Limits {
 pub(super) async fn run<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
-    mut read: WebSocketRead<R>,
+    read: &mut WebSocketRead<R>,
     ctl: queue::Sender<Ctl>,
     liveness: &Liveness,
 ) -> End {
@@ -95,12 +95,12 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             Err(WebSocketError::FrameTooLarge) => return reader.close(CloseCode::TooLarge).await,
             Err(WebSocketError::InvalidUTF8) => {
                 liveness.touch();
-                reader
-                    .reject(FrameError::new(
-                        ErrorCode::BadFrame,
-                        "text frame is not valid UTF-8",
-                    ))
-                    .await;
+                // Boxed, as every rare path here: the idle task is sized by what it awaits.
+                Box::pin(reader.reject(FrameError::new(
+                    ErrorCode::BadFrame,
+                    "text frame is not valid UTF-8",
+                )))
+                .await;
                 continue;
             }
             Err(

@@ -133,24 +133,27 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     tokio::pin!(cancelled, token, wake);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
+    // Every write below is awaited boxed: this loop is every connection's task, sized by
+    // the largest future it awaits, and the writes (fastwebsockets' frame write inside)
+    // would make it twice what it needs while waiting, which is nearly always.
     let result: Result<End, Gone> = async {
         loop {
             tokio::select! {
                 biased;
                 _ = &mut cancelled => return Ok(End::TakenOver),
                 Some(item) = ctl.recv() => match item {
-                    Ctl::Pong(payload) => w.write(Frame::pong(Payload::Owned(payload))).await?,
+                    Ctl::Pong(payload) => Box::pin(w.write(Frame::pong(Payload::Owned(payload)))).await?,
                     Ctl::CloseEcho(payload) => {
-                        w.write(Frame::close_raw(Payload::Owned(payload))).await?;
+                        Box::pin(w.write(Frame::close_raw(Payload::Owned(payload)))).await?;
                         return Ok(End::ClientClosed);
                     }
-                    Ctl::Close(code) => return w.close(code).await,
+                    Ctl::Close(code) => return Box::pin(w.close(code)).await,
                     Ctl::Confirmed(id) => w.state.cursors.confirm(id),
                 },
                 Ok(()) = close.changed() => {
                     let code = *close.borrow_and_update();
                     if let Some(code) = code {
-                        return w.close(code).await;
+                        return Box::pin(w.close(code)).await;
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -159,7 +162,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                         return Ok(End::Lost);
                     }
                     ping_id += 1;
-                    w.probe(ping_id).await?;
+                    Box::pin(w.probe(ping_id)).await?;
                     last_probe = Instant::now();
                     // Retries catch-ups that failed while the broker was away.
                     if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
@@ -175,14 +178,17 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                 _ = &mut token => {
                     if noticed {
                         debug!("token expired and was not refreshed: closing with 1008");
-                        return w.close(CloseCode::Policy).await;
+                        return Box::pin(w.close(CloseCode::Policy)).await;
                     }
                     noticed = true;
                     token.as_mut().reset(expire_at);
                     let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
                     let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
-                    w.push(&line).await?;
-                    w.flush().await?;
+                    Box::pin(async {
+                        w.push(&line).await?;
+                        w.flush().await
+                    })
+                    .await?;
                 }
                 _ = &mut wake => {
                     wake.set(session.wake.notified());
@@ -192,24 +198,8 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                 }
                 item = w.state.outbox.recv() => {
                     let Some(item) = item else { return Ok(End::Closed(CloseCode::Internal)) };
-                    if let Some(end) = w.item(item).await? {
+                    if let Some(end) = Box::pin(w.drain(item, &mut ping_id, &mut last_probe)).await? {
                         return Ok(end);
-                    }
-                    // Batch whatever else is queued into the same frame.
-                    while !w.batch.is_full() {
-                        let Some(item) = w.state.outbox.try_recv() else { break };
-                        if let Some(end) = w.item(item).await? {
-                            return Ok(end);
-                        }
-                    }
-                    w.flush().await?;
-                    if w.state.outbox.is_empty() {
-                        w.batch.release_if_grown();
-                    }
-                    if last_probe.elapsed() >= PROBE_EVERY && w.state.cursors.unconfirmed() {
-                        ping_id += 1;
-                        w.probe(ping_id).await?;
-                        last_probe = Instant::now();
                     }
                 }
             }
@@ -244,6 +234,38 @@ fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
 }
 
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
+    /// Writes `first` and whatever else is queued, batched into frames; then a cursor
+    /// probe if one is due.
+    async fn drain(
+        &mut self,
+        first: OutItem,
+        ping_id: &mut u64,
+        last_probe: &mut Instant,
+    ) -> Result<Option<End>, Gone> {
+        if let Some(end) = self.item(first).await? {
+            return Ok(Some(end));
+        }
+        // Batch whatever else is queued into the same frame.
+        while !self.batch.is_full() {
+            let Some(item) = self.state.outbox.try_recv() else {
+                break;
+            };
+            if let Some(end) = self.item(item).await? {
+                return Ok(Some(end));
+            }
+        }
+        self.flush().await?;
+        if self.state.outbox.is_empty() {
+            self.batch.release_if_grown();
+        }
+        if last_probe.elapsed() >= PROBE_EVERY && self.state.cursors.unconfirmed() {
+            *ping_id += 1;
+            self.probe(*ping_id).await?;
+            *last_probe = Instant::now();
+        }
+        Ok(None)
+    }
+
     pub(super) async fn write(&mut self, frame: Frame<'_>) -> Result<(), Gone> {
         self.shared
             .metrics
