@@ -34,6 +34,16 @@ pub(crate) struct Grant {
     pub(crate) exp: f64,
 }
 
+/// What the writer acts on when it changes, in one channel (a `watch` channel costs about
+/// 400 bytes, and every session has this one).
+#[derive(Debug, Clone)]
+pub(crate) struct Terms {
+    /// Replaced on `refresh`: the writer moves its expiry timer.
+    pub(crate) grant: Grant,
+    /// A close the server wants (drain, disconnect): the writer sends it.
+    pub(crate) close: Option<CloseCode>,
+}
+
 /// The part of a session that only its writer touches; handed back on detach.
 pub(crate) struct WriterState {
     pub(crate) outbox: queue::Receiver<OutItem>,
@@ -59,14 +69,12 @@ pub(crate) struct Session {
     pub(crate) outbox: queue::Sender<OutItem>,
     /// Woken when fan-out marks a room lagged.
     pub(crate) wake: Arc<Notify>,
-    pub(crate) grant: watch::Sender<Grant>,
+    pub(crate) terms: watch::Sender<Terms>,
     /// Rooms this session is subscribed to, with their lag flags.
     pub(crate) subs: Mutex<HashMap<RoomName, Arc<AtomicBool>>>,
     pub(crate) attachment: Mutex<Attachment>,
     /// Signalled whenever `attachment` changes.
     pub(crate) attachment_changed: Notify,
-    /// A close the server wants (drain, disconnect): the writer sends it.
-    pub(crate) close: watch::Sender<Option<CloseCode>>,
 }
 
 /// Leaves a room for good: the worker's local membership and the room's presence.
@@ -89,6 +97,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Session {
     /// Asks the writer to close the socket with `code`, or ends a detached session.
     pub(crate) fn request_close(&self, code: CloseCode) {
-        self.close.send_replace(Some(code));
+        self.terms.send_modify(|terms| terms.close = Some(code));
     }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, info_span, Instrument};
 
 use super::cursor::Cursors;
 use super::writer::End;
-use super::{lock, queue, reader, writer, Attachment, Grant, Session, WriterState};
+use super::{lock, queue, reader, writer, Attachment, Grant, Session, Terms, WriterState};
 use crate::Shared;
 
 /// Obligated frames and requests from the reader to the writer.
@@ -165,7 +165,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
                 if let Some(mut state) = take_over(&session).await {
                     state.cursors.rewind();
                     session.wake.notify_one();
-                    session.grant.send_replace(grant);
+                    session.terms.send_modify(|terms| terms.grant = grant);
                     shared
                         .stats
                         .sessions_resumed
@@ -182,13 +182,12 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         resume_token: new_resume_token(),
         outbox: outbox_tx,
         wake: Arc::new(Notify::new()),
-        grant: watch::channel(grant).0,
+        terms: watch::channel(Terms { grant, close: None }).0,
         subs: Default::default(),
         attachment: std::sync::Mutex::new(Attachment::Attached {
             stop: CancellationToken::new(),
         }),
         attachment_changed: Notify::new(),
-        close: watch::channel(None).0,
     });
     lock(&shared.sessions).insert(session.conn.clone(), session.clone());
     (
@@ -218,7 +217,7 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                     else {
                         unreachable!("matched Detached above")
                     };
-                    session.close.send_replace(None);
+                    session.terms.send_modify(|terms| terms.close = None);
                     return Some(state);
                 }
             }

@@ -252,7 +252,7 @@ impl Reader<'_> {
         };
         let session = self.session;
         let shared = self.shared;
-        let grant = session.grant.borrow().clone();
+        let grant = session.terms.borrow().grant.clone();
         match frame {
             ClientFrame::Sub {
                 room,
@@ -421,9 +421,11 @@ impl Reader<'_> {
                     return Err(fail(ErrorCode::InvalidToken, "token is revoked"));
                 }
                 let exp = verified.exp;
-                session.grant.send_replace(Grant {
-                    scope: verified.scope,
-                    exp,
+                session.terms.send_modify(|terms| {
+                    terms.grant = Grant {
+                        scope: verified.scope,
+                        exp,
+                    }
                 });
                 let line = ServerFrame::Refreshed {
                     reference: reference.as_deref().map(Into::into),

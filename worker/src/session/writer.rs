@@ -115,15 +115,18 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     };
     let mut heartbeat =
         tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
-    let mut close = session.close.subscribe();
-    let mut grant = session.grant.subscribe();
+    let mut terms = session.terms.subscribe();
+    let (close_first, exp) = {
+        let terms = terms.borrow_and_update();
+        (terms.close, terms.grant.exp)
+    };
     let mut ping_id = 0u64;
     // Pongs confirm what the client has read (`super::cursor`): while messages flow, a
     // probe goes out at least this often, not just every heartbeat, so that a resume
     // rewinds seconds, not to the start of the subscription.
     let mut last_probe = Instant::now();
     // One timer for the token: first the `refresh_required` notice, then the expiry.
-    let (notice_at, mut expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
+    let (notice_at, mut expire_at) = expiry_times(exp, config.leeway);
     let mut noticed = false;
     // Made once, not per turn of the loop: each turn is a delivery, and a new timer or
     // waiter per turn costs a registration and a removal every time.
@@ -137,6 +140,10 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     // the largest future it awaits, and the writes (fastwebsockets' frame write inside)
     // would make it twice what it needs while waiting, which is nearly always.
     let result: Result<End, Gone> = async {
+        // A close asked for while the session changed hands.
+        if let Some(code) = close_first {
+            return Box::pin(w.close(code)).await;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -150,11 +157,19 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     Ctl::Close(code) => return Box::pin(w.close(code)).await,
                     Ctl::Confirmed(id) => w.state.cursors.confirm(id),
                 },
-                Ok(()) = close.changed() => {
-                    let code = *close.borrow_and_update();
-                    if let Some(code) = code {
+                Ok(()) = terms.changed() => {
+                    let (close, exp) = {
+                        let terms = terms.borrow_and_update();
+                        (terms.close, terms.grant.exp)
+                    };
+                    if let Some(code) = close {
                         return Box::pin(w.close(code)).await;
                     }
+                    // A refreshed grant: the token timer starts over from its expiry.
+                    let notice_at;
+                    (notice_at, expire_at) = expiry_times(exp, config.leeway);
+                    token.as_mut().reset(notice_at);
+                    noticed = false;
                 }
                 _ = heartbeat.tick() => {
                     if liveness.silent_for() > config.heartbeat * 2 {
@@ -168,12 +183,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
                         return Ok(end);
                     }
-                }
-                Ok(()) = grant.changed() => {
-                    let notice_at;
-                    (notice_at, expire_at) = expiry_times(grant.borrow_and_update().exp, config.leeway);
-                    token.as_mut().reset(notice_at);
-                    noticed = false;
                 }
                 _ = &mut token => {
                     if noticed {
