@@ -40,7 +40,8 @@ pub(crate) struct Grant {
 pub(crate) struct Terms {
     /// Replaced on `refresh`: the writer moves its expiry timer.
     pub(crate) grant: Grant,
-    /// A close the server wants (drain, disconnect): the writer sends it.
+    /// A close the server wants (drain, disconnect): the writer sends it, or, if the
+    /// socket was already gone, the writer of the socket that resumes the session.
     pub(crate) close: Option<CloseCode>,
 }
 

@@ -217,7 +217,6 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                     else {
                         unreachable!("matched Detached above")
                     };
-                    session.terms.send_modify(|terms| terms.close = None);
                     return Some(state);
                 }
             }

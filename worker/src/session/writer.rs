@@ -140,7 +140,8 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     // the largest future it awaits, and the writes (fastwebsockets' frame write inside)
     // would make it twice what it needs while waiting, which is nearly always.
     let result: Result<End, Gone> = async {
-        // A close asked for while the session changed hands.
+        // A close asked for just as the last socket went away still stands: the socket
+        // that resumes the session sends it first.
         if let Some(code) = close_first {
             return Box::pin(w.close(code)).await;
         }
