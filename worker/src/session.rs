@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use switchyard_protocol::{CloseCode, RoomName, Scope, UserId};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use cursor::Cursors;
@@ -34,8 +34,8 @@ pub(crate) struct Grant {
     pub(crate) exp: f64,
 }
 
-/// What the writer acts on when it changes, in one channel (a `watch` channel costs about
-/// 400 bytes, and every session has this one).
+/// What the writer acts on when it changes. Behind a mutex with a `Notify`, not in a
+/// `watch` channel: one of those costs about 400 bytes, and every session has this.
 #[derive(Debug, Clone)]
 pub(crate) struct Terms {
     /// Replaced on `refresh`: the writer moves its expiry timer.
@@ -70,7 +70,9 @@ pub(crate) struct Session {
     pub(crate) outbox: queue::Sender<OutItem>,
     /// Woken when fan-out marks a room lagged.
     pub(crate) wake: Arc<Notify>,
-    pub(crate) terms: watch::Sender<Terms>,
+    /// Changed through [`Session::change_terms`], which wakes the writer.
+    pub(crate) terms: Mutex<Terms>,
+    pub(crate) terms_changed: Notify,
     /// Rooms this session is subscribed to, with their lag flags.
     pub(crate) subs: Mutex<HashMap<RoomName, Arc<AtomicBool>>>,
     pub(crate) attachment: Mutex<Attachment>,
@@ -98,6 +100,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Session {
     /// Asks the writer to close the socket with `code`, or ends a detached session.
     pub(crate) fn request_close(&self, code: CloseCode) {
-        self.terms.send_modify(|terms| terms.close = Some(code));
+        self.change_terms(|terms| terms.close = Some(code));
+    }
+
+    /// Changes the terms and wakes the writer to act on them (a writer that is not
+    /// waiting finds the wake-up stored, so none is lost).
+    pub(crate) fn change_terms(&self, change: impl FnOnce(&mut Terms)) {
+        change(&mut lock(&self.terms));
+        self.terms_changed.notify_one();
+    }
+
+    /// The close asked for, if any, and the grant's expiry.
+    pub(crate) fn close_and_expiry(&self) -> (Option<CloseCode>, f64) {
+        let terms = lock(&self.terms);
+        (terms.close, terms.grant.exp)
     }
 }

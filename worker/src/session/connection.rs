@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
@@ -165,7 +165,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
                 if let Some(mut state) = take_over(&session).await {
                     state.cursors.rewind();
                     session.wake.notify_one();
-                    session.terms.send_modify(|terms| terms.grant = grant);
+                    session.change_terms(|terms| terms.grant = grant);
                     shared
                         .stats
                         .sessions_resumed
@@ -182,7 +182,8 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         resume_token: new_resume_token(),
         outbox: outbox_tx,
         wake: Arc::new(Notify::new()),
-        terms: watch::channel(Terms { grant, close: None }).0,
+        terms: std::sync::Mutex::new(Terms { grant, close: None }),
+        terms_changed: Notify::new(),
         subs: Default::default(),
         attachment: std::sync::Mutex::new(Attachment::Attached {
             stop: CancellationToken::new(),

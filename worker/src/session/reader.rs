@@ -252,7 +252,7 @@ impl Reader<'_> {
         };
         let session = self.session;
         let shared = self.shared;
-        let grant = session.terms.borrow().grant.clone();
+        let grant = lock(&session.terms).grant.clone();
         match frame {
             ClientFrame::Sub {
                 room,
@@ -421,7 +421,7 @@ impl Reader<'_> {
                     return Err(fail(ErrorCode::InvalidToken, "token is revoked"));
                 }
                 let exp = verified.exp;
-                session.terms.send_modify(|terms| {
+                session.change_terms(|terms| {
                     terms.grant = Grant {
                         scope: verified.scope,
                         exp,

@@ -115,11 +115,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     };
     let mut heartbeat =
         tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
-    let mut terms = session.terms.subscribe();
-    let (close_first, exp) = {
-        let terms = terms.borrow_and_update();
-        (terms.close, terms.grant.exp)
-    };
+    let (close_first, exp) = session.close_and_expiry();
     let mut ping_id = 0u64;
     // Pongs confirm what the client has read (`super::cursor`): while messages flow, a
     // probe goes out at least this often, not just every heartbeat, so that a resume
@@ -133,7 +129,8 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     let cancelled = stop.cancelled();
     let token = tokio::time::sleep_until(notice_at);
     let wake = session.wake.notified();
-    tokio::pin!(cancelled, token, wake);
+    let terms_changed = session.terms_changed.notified();
+    tokio::pin!(cancelled, token, wake, terms_changed);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
     // Every write below is awaited boxed: this loop is every connection's task, sized by
@@ -158,11 +155,9 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     Ctl::Close(code) => return Box::pin(w.close(code)).await,
                     Ctl::Confirmed(id) => w.state.cursors.confirm(id),
                 },
-                Ok(()) = terms.changed() => {
-                    let (close, exp) = {
-                        let terms = terms.borrow_and_update();
-                        (terms.close, terms.grant.exp)
-                    };
+                _ = &mut terms_changed => {
+                    terms_changed.set(session.terms_changed.notified());
+                    let (close, exp) = session.close_and_expiry();
                     if let Some(code) = close {
                         return Box::pin(w.close(code)).await;
                     }
