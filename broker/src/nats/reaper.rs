@@ -56,9 +56,10 @@ impl Reaper {
                 continue;
             }
             match self.scan().await {
-                Ok(now) => {
+                Ok(mut now) => {
                     if let Some(before) = &alive_before {
-                        self.announce_expired(before, &now).await;
+                        let unsure = self.announce_expired(before, &now).await;
+                        now.alive.extend(unsure);
                     }
                     alive_before = Some(now.alive);
                 }
@@ -131,12 +132,37 @@ impl Reaper {
         Ok(scan)
     }
 
-    async fn announce_expired(&self, before: &HashSet<String>, now: &Scan) {
-        let expired = before
+    /// Announces the leave of each entry the last scan saw alive and this one did not,
+    /// once the bucket confirms it is gone: a scan misses an entry rewritten while it
+    /// ran (the revision it was to deliver is replaced, and the new one comes after the
+    /// scan's count). Returns the entries still there or not ruled on, for the next scan.
+    async fn announce_expired(&self, before: &HashSet<String>, now: &Scan) -> Vec<String> {
+        let missing = before
             .iter()
-            .filter(|k| !now.alive.contains(*k) && !now.deleted.contains(*k))
-            .filter_map(|k| room_and_user(k));
-        for (room, user) in expired {
+            .filter(|k| !now.alive.contains(*k) && !now.deleted.contains(*k));
+        let mut unsure = Vec::new();
+        for key in missing {
+            let Some((room, user)) = room_and_user(key) else {
+                continue;
+            };
+            match self.kv.entry(key.as_str()).await {
+                // Gone without a marker: it expired.
+                Ok(None) => {}
+                Ok(Some(entry)) => {
+                    if entry.operation == Operation::Put
+                        && super::presence::holds_anyone(&entry.value)
+                    {
+                        unsure.push(key.clone());
+                    }
+                    // A marker: its leave was announced by whoever deleted it.
+                    continue;
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot check a presence entry; next scan");
+                    unsure.push(key.clone());
+                    continue;
+                }
+            }
             tracing::debug!(room, user, "presence expired: announcing leave");
             let event = PresenceEvent {
                 user: user.to_string(),
@@ -152,6 +178,7 @@ impl Reaper {
                 tracing::debug!(error = %err, "could not announce an expired presence");
             }
         }
+        unsure
     }
 }
 
