@@ -401,6 +401,42 @@ async fn nats_presence_spans_processes_and_forgets_a_dead_one() {
     );
 }
 
+/// A process that held presence once stays marked alive while it holds none: a join
+/// after a quiet spell longer than the TTL is not taken for a dead holder's by another
+/// process joining the same user (which would announce the user a second time).
+#[tokio::test]
+async fn nats_presence_holder_stays_alive_through_a_quiet_spell() {
+    let server = switchyard_testkit::NatsServer::start().await;
+    let ttl = Duration::from_secs(1);
+    let config = NatsConfig {
+        url: server.url(),
+        presence_ttl: ttl,
+        ..NatsConfig::default()
+    };
+    let a = NatsBroker::connect(config.clone()).await.unwrap();
+    let b = NatsBroker::connect(config).await.unwrap();
+    let r = room("lobby");
+    let mut feed = a.live(&r).await.unwrap();
+    a.join(&r, &user("amy"), "c1").await.unwrap();
+    a.leave(&r, &user("amy"), "c1").await.unwrap();
+    tokio::time::sleep(ttl * 3).await;
+    a.join(&r, &user("bob"), "c2").await.unwrap();
+    b.join(&r, &user("bob"), "c3").await.unwrap();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + ttl * 2;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, feed.next()).await {
+        match event {
+            LiveEvent::Join { user, .. } => events.push(format!("join {user}")),
+            LiveEvent::Leave { user, .. } => events.push(format!("leave {user}")),
+            _ => {}
+        }
+    }
+    assert_eq!(events, ["join amy", "leave amy", "join bob"]);
+    let members = a.presence(&r).await.unwrap();
+    let view: Vec<_> = members.iter().map(|m| (m.user.as_str(), m.conns)).collect();
+    assert_eq!(view, [("bob", 2)]);
+}
+
 #[tokio::test]
 async fn nats_refuses_to_start_on_a_conflicting_stream() {
     let server = switchyard_testkit::NatsServer::start().await;

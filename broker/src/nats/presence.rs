@@ -4,7 +4,7 @@
 //! of the room or the bucket, and the user's first connection in the mesh publishes a
 //! join, their last a leave.
 //!
-//! Each process that holds connections keeps `_alive_<holder>` fresh, and refreshes the
+//! Each process that has held connections keeps `_alive_<holder>` fresh, and refreshes the
 //! entries it is in three times per TTL. An entry whose holders all died ages out of the
 //! bucket (the reaper announces the leave); a dead holder beside live ones is dropped from
 //! the entry by the next process that writes it, and is not counted by [`Presence::members`].
@@ -227,8 +227,8 @@ impl Presence {
             if mine > 0 {
                 wanted.insert(self.holder.clone(), mine);
             }
-            // A refresh writes even an unchanged entry: that is what keeps it in the bucket.
             let value = encode(&wanted);
+            // A refresh writes even an unchanged entry: that is what keeps it in the bucket.
             let written = if wanted == stored && (change != Change::Refresh || wanted.is_empty()) {
                 Ok(revision)
             } else if wanted.is_empty() {
@@ -361,7 +361,10 @@ impl Presence {
                 .iter()
                 .map(|(key, held)| (key.clone(), held.room.clone(), held.user.clone()))
                 .collect();
-            if keys.is_empty() {
+            // Once this process has held presence it stays marked alive, holding any or
+            // not: a join after a quiet spell must not find its holder taken for dead.
+            // (Gateways never hold any, and never write.)
+            if keys.is_empty() && !self.alive_written.load(Ordering::Relaxed) {
                 continue;
             }
             if let Err(err) = self.write_alive().await {
