@@ -326,20 +326,33 @@ async fn nats_history_is_bounded_per_room_and_never_claims_a_false_recovery() {
     assert_eq!(seqs(&ok.messages), &all[3..]);
 }
 
+/// Two brokers on one fresh nats-server, as two processes of a mesh, with this presence
+/// TTL; the server is returned to be kept alive.
+async fn two_nats_brokers(
+    presence_ttl: Duration,
+) -> (
+    switchyard_testkit::NatsServer,
+    Arc<NatsBroker>,
+    Arc<NatsBroker>,
+) {
+    let server = switchyard_testkit::NatsServer::start().await;
+    let config = NatsConfig {
+        url: server.url(),
+        presence_ttl,
+        ..NatsConfig::default()
+    };
+    let a = NatsBroker::connect(config.clone()).await.unwrap();
+    let b = NatsBroker::connect(config).await.unwrap();
+    (server, a, b)
+}
+
 /// A user connected through two processes is one member of the room: one join, one
 /// leave, whichever process sees the last connection go, and a process that dies
 /// holding connections stops counting once its liveness ages out.
 #[tokio::test]
 async fn nats_presence_spans_processes_and_forgets_a_dead_one() {
-    let server = switchyard_testkit::NatsServer::start().await;
     let ttl = Duration::from_secs(2);
-    let config = NatsConfig {
-        url: server.url(),
-        presence_ttl: ttl,
-        ..NatsConfig::default()
-    };
-    let a = NatsBroker::connect(config.clone()).await.unwrap();
-    let b = NatsBroker::connect(config).await.unwrap();
+    let (_server, a, b) = two_nats_brokers(ttl).await;
     let r = room("lobby");
     let bob = user("bob");
     let mut feed = a.live(&r).await.unwrap();
@@ -406,15 +419,8 @@ async fn nats_presence_spans_processes_and_forgets_a_dead_one() {
 /// process joining the same user (which would announce the user a second time).
 #[tokio::test]
 async fn nats_presence_holder_stays_alive_through_a_quiet_spell() {
-    let server = switchyard_testkit::NatsServer::start().await;
     let ttl = Duration::from_secs(1);
-    let config = NatsConfig {
-        url: server.url(),
-        presence_ttl: ttl,
-        ..NatsConfig::default()
-    };
-    let a = NatsBroker::connect(config.clone()).await.unwrap();
-    let b = NatsBroker::connect(config).await.unwrap();
+    let (_server, a, b) = two_nats_brokers(ttl).await;
     let r = room("lobby");
     let mut feed = a.live(&r).await.unwrap();
     a.join(&r, &user("amy"), "c1").await.unwrap();
