@@ -159,7 +159,7 @@ impl NatsBroker {
             client: client.clone(),
             kv: buckets.presence.clone(),
             stream: presence.stream.clone(),
-            holder: format!("{}-{inbox}", config.name.as_deref().unwrap_or("switchyard"),),
+            holder: format!("{}-{inbox}", config.name.as_deref().unwrap_or("switchyard")),
             every: config.presence_ttl / 2,
             timeout: config.request_timeout,
         };

@@ -44,22 +44,22 @@ const ATTEMPTS: usize = 8;
 const REFRESH_CONCURRENCY: usize = 64;
 
 pub(super) struct Presence {
-    pub(super) client: Client,
-    pub(super) kv: Store,
+    client: Client,
+    kv: Store,
     /// The bucket's stream, read for listings.
     pub(super) stream: Stream,
     /// This process's name in entries; unique per process.
-    pub(super) holder: String,
+    holder: String,
     /// The connections this process holds, per key; a key whose write failed stays here
     /// (maybe empty) until a refresh has written it.
-    pub(super) held: Mutex<HashMap<String, Held>>,
+    held: Mutex<HashMap<String, Held>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// `_alive_<holder>` has been written since this process started.
     alive_written: AtomicBool,
-    pub(super) timeout: Duration,
+    timeout: Duration,
 }
 
-pub(super) struct Held {
+struct Held {
     room: RoomName,
     user: UserId,
     conns: HashSet<String>,
