@@ -147,12 +147,38 @@ async fn start_publishing(
     })
 }
 
+/// A publishing scenario under way: its subscribers, how their connects went, the
+/// publishers, and the CPU counters when publishing began.
+struct Traffic {
+    fleet: Fleet,
+    connected: Connected,
+    publishing: Publishing,
+    cpu0: CpuMark,
+}
+
+/// Brings the subscribers up, then starts publishing into `rooms` at `rate`.
+async fn start_traffic(
+    jobs: Vec<Job>,
+    setup: &mut Setup,
+    rooms: Vec<String>,
+    rate: f64,
+) -> anyhow::Result<Traffic> {
+    let (fleet, connected) = bring_up(jobs, setup).await?;
+    let cpu0 = setup.cpu();
+    let publishing = start_publishing(setup, rooms, rate).await?;
+    Ok(Traffic {
+        fleet,
+        connected,
+        publishing,
+        cpu0,
+    })
+}
+
 /// Stops the publishers and waits for their acks, folding events meanwhile.
-async fn stop_publishing(
-    publishing: &mut Publishing,
-    fleet: &mut Fleet,
-    progress: &mut Progress,
-) -> (Acked, Duration) {
+async fn stop_publishing(mut traffic: Traffic, progress: &mut Progress) -> Stopped {
+    let Traffic {
+        fleet, publishing, ..
+    } = &mut traffic;
     let took = publishing.started.elapsed();
     publishing.stop.cancel();
     progress.phase = "settle";
@@ -169,7 +195,11 @@ async fn stop_publishing(
             }
         }
     }
-    (acked, took)
+    Stopped {
+        traffic,
+        acked,
+        publish_for: took,
+    }
 }
 
 /// Waits until `expected` deliveries were counted, or none came for a while.
@@ -223,16 +253,30 @@ fn delivered(done: &[Event]) -> Delivered {
 }
 
 /// A publishing run whose publishers have stopped, for [`finish_traffic`].
-struct Stopped<'a> {
-    fleet: Fleet,
-    connected: &'a Connected,
-    publishing: &'a Publishing,
-    acked: &'a Acked,
+struct Stopped {
+    traffic: Traffic,
+    /// Messages acknowledged per room.
+    acked: Acked,
     publish_for: Duration,
-    /// Deliveries due: acked messages times the subscribers of their rooms.
-    expected: u64,
-    /// The CPU counters when publishing began.
-    cpu0: CpuMark,
+}
+
+impl Stopped {
+    /// Deliveries due, from `planned`: the acked messages of each room times the members
+    /// it was planned with, `conns` in all. When connects failed, which rooms lost
+    /// members is not known here: the expectation is scaled by the share that connected.
+    fn expected(&self, planned: u64, conns: u64) -> u64 {
+        let connected = &self.traffic.connected;
+        if connected.failed == 0 {
+            planned
+        } else {
+            planned * connected.ok / conns.max(1)
+        }
+    }
+
+    /// The acked messages of `room`.
+    fn acked(&self, room: &str) -> u64 {
+        self.acked.get(room).copied().unwrap_or(0)
+    }
 }
 
 /// The end of every publishing scenario: waits (bounded) for the deliveries due, stops
@@ -240,20 +284,23 @@ struct Stopped<'a> {
 /// line and its own `details` lines, with its own `fields` added to the JSON.
 async fn finish_traffic(
     setup: &mut Setup,
-    run: Stopped<'_>,
+    run: Stopped,
+    expected: u64,
     headline: String,
     details: Vec<String>,
     fields: Vec<(&str, serde_json::Value)>,
     warnings: Vec<String>,
 ) -> anyhow::Result<Outcome> {
     let Stopped {
-        mut fleet,
-        connected,
-        publishing,
+        traffic:
+            Traffic {
+                mut fleet,
+                connected,
+                publishing,
+                cpu0,
+            },
         acked,
         publish_for,
-        expected,
-        cpu0,
     } = run;
     settle(&mut fleet, &mut setup.progress, expected).await;
     let cpu1 = setup.cpu();
@@ -261,8 +308,8 @@ async fn finish_traffic(
     let d = delivered(&done);
     let published = Published::new(
         setup,
-        publishing,
-        acked,
+        &publishing,
+        &acked,
         publish_for,
         expected,
         (cpu0, cpu1),

@@ -1,7 +1,7 @@
 //! `broadcast --subs S --rate R --duration T`: S subscribers in one room (the gateway
 //! spreads them over the workers), publishers at a fixed open-loop rate.
 
-use super::{bring_up, finish_traffic, start_publishing, stop_publishing, Stopped};
+use super::{finish_traffic, start_traffic, stop_publishing};
 use crate::bench::agent::{JobKind, RoomPlan};
 use crate::bench::cli::BroadcastArgs;
 use crate::bench::{Outcome, Setup};
@@ -13,16 +13,12 @@ pub(super) async fn run(args: &BroadcastArgs, setup: &mut Setup) -> anyhow::Resu
         per_room: args.subs,
     };
     let room = plan.room(0);
-    let (mut fleet, connected) =
-        bring_up(setup.jobs(JobKind::Hold, args.subs, plan), setup).await?;
-    let cpu0 = setup.cpu();
-    let mut publishing = start_publishing(setup, vec![room.clone()], args.rate).await?;
-    fleet
-        .pump_until(publishing.started + args.duration, &mut setup.progress)
-        .await;
-    let (acked, publish_for) =
-        stop_publishing(&mut publishing, &mut fleet, &mut setup.progress).await;
-    let expected = acked.get(&room).copied().unwrap_or(0) * connected.ok;
+    let jobs = setup.jobs(JobKind::Hold, args.subs, plan);
+    let mut traffic = start_traffic(jobs, setup, vec![room.clone()], args.rate).await?;
+    let until = traffic.publishing.started + args.duration;
+    traffic.fleet.pump_until(until, &mut setup.progress).await;
+    let run = stop_publishing(traffic, &mut setup.progress).await;
+    let expected = run.expected(run.acked(&room) * args.subs, args.subs);
     let headline = format!(
         "broadcast   {} subscribers in one room, {} msg/s for {:.1}s",
         args.subs,
@@ -30,14 +26,5 @@ pub(super) async fn run(args: &BroadcastArgs, setup: &mut Setup) -> anyhow::Resu
         args.duration.as_secs_f64()
     );
     let fields = vec![("subs", args.subs.into()), ("rate", args.rate.into())];
-    let run = Stopped {
-        fleet,
-        connected: &connected,
-        publishing: &publishing,
-        acked: &acked,
-        publish_for,
-        expected,
-        cpu0,
-    };
-    finish_traffic(setup, run, headline, Vec::new(), fields, warnings).await
+    finish_traffic(setup, run, expected, headline, Vec::new(), fields, warnings).await
 }

@@ -1,7 +1,7 @@
 //! `rooms --conns N --rooms M --rate R`: many small rooms, connection `n` in room
 //! `n % M`, publishes spread round robin over the rooms.
 
-use super::{bring_up, finish_traffic, start_publishing, stop_publishing, Stopped};
+use super::{finish_traffic, start_traffic, stop_publishing};
 use crate::bench::agent::{JobKind, RoomPlan};
 use crate::bench::cli::RoomsArgs;
 use crate::bench::{Outcome, Setup};
@@ -14,30 +14,17 @@ pub(super) async fn run(args: &RoomsArgs, setup: &mut Setup) -> anyhow::Result<O
         rooms: args.rooms,
     };
     let rooms: Vec<String> = (0..args.rooms).map(|r| plan.room(r)).collect();
-    let (mut fleet, connected) =
-        bring_up(setup.jobs(JobKind::Hold, args.conns, plan), setup).await?;
-    let cpu0 = setup.cpu();
-    let mut publishing = start_publishing(setup, rooms, args.rate).await?;
-    fleet
-        .pump_until(publishing.started + args.duration, &mut setup.progress)
-        .await;
-    let (acked, publish_for) =
-        stop_publishing(&mut publishing, &mut fleet, &mut setup.progress).await;
-    // Room r holds the connections n < N with n % M == r (failed ones aside).
+    let jobs = setup.jobs(JobKind::Hold, args.conns, plan);
+    let mut traffic = start_traffic(jobs, setup, rooms.clone(), args.rate).await?;
+    let until = traffic.publishing.started + args.duration;
+    traffic.fleet.pump_until(until, &mut setup.progress).await;
+    let run = stop_publishing(traffic, &mut setup.progress).await;
+    // Room r holds the connections n < N with n % M == r.
     let members = |r: u64| args.conns / args.rooms + u64::from(r < args.conns % args.rooms);
-    let mut expected: u64 = (0..args.rooms)
-        .map(|r| {
-            acked
-                .get(&format!("{}{r}", setup.prefix))
-                .copied()
-                .unwrap_or(0)
-                * members(r)
-        })
+    let planned = (0..args.rooms)
+        .map(|r| run.acked(&rooms[r as usize]) * members(r))
         .sum();
-    if connected.failed > 0 {
-        // Which rooms lost members is not known here: scale the expectation.
-        expected = expected * connected.ok / args.conns.max(1);
-    }
+    let expected = run.expected(planned, args.conns);
     let headline = format!(
         "rooms       {} connections in {} rooms, {} msg/s for {:.1}s",
         args.conns,
@@ -50,14 +37,5 @@ pub(super) async fn run(args: &RoomsArgs, setup: &mut Setup) -> anyhow::Result<O
         ("rooms", args.rooms.into()),
         ("rate", args.rate.into()),
     ];
-    let run = Stopped {
-        fleet,
-        connected: &connected,
-        publishing: &publishing,
-        acked: &acked,
-        publish_for,
-        expected,
-        cpu0,
-    };
-    finish_traffic(setup, run, headline, Vec::new(), fields, warnings).await
+    finish_traffic(setup, run, expected, headline, Vec::new(), fields, warnings).await
 }

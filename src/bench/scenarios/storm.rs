@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{bring_up, finish_traffic, start_publishing, stop_publishing, Stopped};
+use super::{finish_traffic, start_traffic, stop_publishing};
 use crate::bench::agent::{Command, Event, JobKind, RoomPlan};
 use crate::bench::cli::StormArgs;
 use crate::bench::stats::{fmt_ms, Histogram};
@@ -29,12 +29,11 @@ pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<O
     };
     let room_count = args.conns.div_ceil(per_room);
     let rooms: Vec<String> = (0..room_count).map(|r| plan.room(r * per_room)).collect();
-    let (mut fleet, connected) =
-        bring_up(setup.jobs(JobKind::Hold, args.conns, plan), setup).await?;
-    let cpu0 = setup.cpu();
-    let mut publishing = start_publishing(setup, rooms.clone(), args.rate).await?;
+    let jobs = setup.jobs(JobKind::Hold, args.conns, plan);
+    let mut traffic = start_traffic(jobs, setup, rooms.clone(), args.rate).await?;
+    let fleet = &mut traffic.fleet;
     fleet
-        .pump_until(publishing.started + BEFORE, &mut setup.progress)
+        .pump_until(traffic.publishing.started + BEFORE, &mut setup.progress)
         .await;
     setup.progress.phase = "storm";
     let storm_at = Instant::now();
@@ -52,15 +51,12 @@ pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<O
     fleet
         .pump_until(Instant::now() + AFTER, &mut setup.progress)
         .await;
-    let (acked, publish_for) =
-        stop_publishing(&mut publishing, &mut fleet, &mut setup.progress).await;
+    let run = stop_publishing(traffic, &mut setup.progress).await;
     let members = |r: u64| per_room.min(args.conns - r * per_room);
-    let mut expected: u64 = (0..room_count)
-        .map(|r| acked.get(&rooms[r as usize]).copied().unwrap_or(0) * members(r))
+    let planned = (0..room_count)
+        .map(|r| run.acked(&rooms[r as usize]) * members(r))
         .sum();
-    if connected.failed > 0 {
-        expected = expected * connected.ok / args.conns.max(1);
-    }
+    let expected = run.expected(planned, args.conns);
     let (mut reconnected, mut failed, mut retries, mut replayed, mut caught_up) = (0, 0, 0, 0, 0);
     let mut from_storm = Histogram::new();
     let mut from_attempt = Histogram::new();
@@ -129,14 +125,5 @@ pub(super) async fn run(args: &StormArgs, setup: &mut Setup) -> anyhow::Result<O
             fmt_ms(from_attempt.quantile(0.99)),
         ),
     ];
-    let run = Stopped {
-        fleet,
-        connected: &connected,
-        publishing: &publishing,
-        acked: &acked,
-        publish_for,
-        expected,
-        cpu0,
-    };
-    finish_traffic(setup, run, headline, details, fields, warnings).await
+    finish_traffic(setup, run, expected, headline, details, fields, warnings).await
 }
