@@ -48,7 +48,6 @@ use switchyard_broker::Broker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -211,7 +210,7 @@ pub struct Gateway {
     shared: Arc<Shared>,
     /// The broker whose registry is followed, if any.
     registry: Option<Arc<dyn Broker>>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
     max_header_bytes: usize,
     max_connections: usize,
@@ -263,7 +262,7 @@ impl Gateway {
         Ok(Gateway {
             shared: Arc::new(shared),
             registry,
-            tls: settings.tls.map(TlsAcceptor::from),
+            tls: settings.tls,
             handshake_timeout: settings.handshake_timeout,
             max_header_bytes: limits.max_header_bytes.max(config::MIN_MAX_HEADER_BYTES),
             max_connections: limits.max_connections.max(1),
@@ -359,7 +358,7 @@ impl Gateway {
             tracing::debug!(error = %e, "set_nodelay failed");
         }
         match &self.tls {
-            Some(acceptor) => match tls::accept(acceptor, stream, self.handshake_timeout).await {
+            Some(config) => match tls::accept(config, stream, self.handshake_timeout).await {
                 Ok(tls) => self.http(TokioIo::new(tls), addr, shutdown).await,
                 Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
             },

@@ -11,9 +11,8 @@ use std::time::Duration;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use switchyard_tls::TlsStream;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -125,13 +124,14 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
     server_config(certs, key)
 }
 
-/// Runs the server side of a TLS handshake, giving up after `timeout`.
+/// Runs the server side of a TLS handshake, giving up after `timeout`. The stream holds
+/// no TLS buffer while idle ([`switchyard_tls`]).
 pub async fn accept(
-    acceptor: &TlsAcceptor,
+    config: &Arc<ServerConfig>,
     stream: TcpStream,
     timeout: Duration,
 ) -> Result<TlsStream<TcpStream>, HandshakeError> {
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    match tokio::time::timeout(timeout, switchyard_tls::accept(config.clone(), stream)).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(HandshakeError::Timeout),
     }

@@ -26,7 +26,6 @@ use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
 use switchyard_protocol::Identity;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -122,21 +121,14 @@ pub async fn run_tls(
     tls: Arc<ServerConfig>,
     shutdown: CancellationToken,
 ) {
-    serve(
-        worker,
-        listener,
-        secret,
-        Some(TlsAcceptor::from(tls)),
-        shutdown,
-    )
-    .await
+    serve(worker, listener, secret, Some(tls), shutdown).await
 }
 
 async fn serve(
     worker: Worker,
     listener: TcpListener,
     secret: Arc<[u8]>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: CancellationToken,
 ) {
     let tracker = worker.shared.tracker.clone();
@@ -168,8 +160,8 @@ async fn serve(
         tracker.spawn(async move {
             match tls {
                 None => http(worker, secret, stream, peer).await,
-                Some(acceptor) => {
-                    if let Some(stream) = handshake(&acceptor, stream, peer).await {
+                Some(config) => {
+                    if let Some(stream) = handshake(config, stream, peer).await {
                         http(worker, secret, stream, peer).await;
                     }
                 }
@@ -182,11 +174,16 @@ async fn serve(
 /// certificate (none, or not signed by `client_ca`) is not a gateway: `warn!`. A reset,
 /// EOF or timeout (a TCP health check) is `debug!`.
 async fn handshake(
-    acceptor: &TlsAcceptor,
+    config: Arc<ServerConfig>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+) -> Option<switchyard_tls::TlsStream<TcpStream>> {
+    match tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        switchyard_tls::accept(config, stream),
+    )
+    .await
+    {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(err)) => {
             let refused = err

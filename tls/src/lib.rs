@@ -1,0 +1,18 @@
+//! The server side of TLS for Switchyard's listeners (the gateway's public one and the
+//! workers' hand-off one), over rustls' unbuffered API.
+//!
+//! rustls' buffered connection (what `tokio-rustls` wraps) keeps a 4 KiB receive buffer
+//! per connection for as long as it lives, whatever it holds. A worker holds hundreds of
+//! thousands of sockets that are idle nearly always, and that buffer was the largest part
+//! of the memory of each. Here the ciphertext is read into, and written from, a buffer
+//! lent by the polling thread ([`scratch`]); a connection keeps bytes of its own only
+//! while they wait: a partial record, plaintext its reader has not taken yet, ciphertext
+//! the socket has not accepted yet.
+
+mod accept;
+mod records;
+mod scratch;
+mod stream;
+
+pub use accept::accept;
+pub use stream::TlsStream;
