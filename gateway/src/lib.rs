@@ -185,7 +185,7 @@ pub(crate) struct Shared {
     pub(crate) api_key: Option<ApiKey>,
     pub(crate) identity_secret: Option<Arc<[u8]>>,
     /// Dials remote workers with mTLS when set.
-    pub(crate) internal_tls: Option<tokio_rustls::TlsConnector>,
+    pub(crate) internal_tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_api_body_bytes: usize,
     pub(crate) demo: Option<DemoSettings>,
@@ -245,7 +245,7 @@ impl Gateway {
             broker: deps.broker,
             api_key: settings.api_key,
             identity_secret: settings.identity_secret,
-            internal_tls: settings.internal_tls.map(tokio_rustls::TlsConnector::from),
+            internal_tls: settings.internal_tls,
             connect_timeout: settings.connect_timeout,
             max_api_body_bytes: limits.max_api_body_bytes,
             demo: settings.demo,

@@ -117,9 +117,10 @@ async fn exchange(
     tcp.set_nodelay(true)?;
     match &shared.internal_tls {
         None => send(shared, tcp, out).await,
-        Some(connector) => {
+        Some(config) => {
             let name = server_name(worker.address())?;
-            let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+            let connect = switchyard_tls::connect(config.clone(), name, tcp);
+            let tls = tokio::time::timeout(timeout, connect)
                 .await
                 .map_err(|_| Unreachable::Timeout)?
                 .map_err(Unreachable::Tls)?;

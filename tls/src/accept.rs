@@ -1,16 +1,15 @@
-//! The server side of the handshake.
+//! Handshakes: the server side ([`accept`]) and the client side ([`connect`]).
 
-use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
-use std::task::{ready, Poll};
 
+use rustls::client::UnbufferedClientConnection;
+use rustls::pki_types::ServerName;
 use rustls::server::UnbufferedServerConnection;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::records::{Progress, Records};
-use crate::stream::{tls_error, Filled, TlsStream};
+use crate::stream::{tls_error, TlsStream};
 
 /// Runs the server side of a TLS handshake over `io`. rustls' errors (a refused client
 /// certificate, say) come as `InvalidData` with the [`rustls::Error`] inside. Not
@@ -20,26 +19,22 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-    let mut stream = TlsStream::new(io, Records::new(conn));
-    let mut open = false;
-    poll_fn(|cx| loop {
-        // What rustls queued (our flight of the handshake) goes out before we wait for
-        // the peer's answer to it.
-        ready!(stream.poll_send_queued(cx))?;
-        if open {
-            return Poll::Ready(Ok(()));
-        }
-        match ready!(stream.poll_fill(cx))? {
-            Filled::Read(Progress::Handshaking) => {}
-            Filled::Read(Progress::Open { .. }) => open = true,
-            Filled::Read(Progress::Closed) | Filled::Eof => {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection during the TLS handshake",
-                )))
-            }
-        }
-    })
-    .await?;
+    let mut stream = TlsStream::new(io, conn);
+    stream.handshake().await?;
+    Ok(stream)
+}
+
+/// Runs the client side of a TLS handshake with `name` over `io`; errors as [`accept`].
+pub async fn connect<IO>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: IO,
+) -> io::Result<TlsStream<IO, UnbufferedClientConnection>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
+    let mut stream = TlsStream::new(io, conn);
+    stream.handshake().await?;
     Ok(stream)
 }

@@ -1,5 +1,6 @@
-//! The server side of TLS for Switchyard's listeners (the gateway's public one and the
-//! workers' hand-off one), over rustls' unbuffered API.
+//! TLS for Switchyard's long-lived sockets over rustls' unbuffered API: the server side
+//! of the gateway's public listener and the workers' hand-off listener, and the client
+//! side of the gateway's hand-offs to workers.
 //!
 //! rustls' buffered connection (what `tokio-rustls` wraps) keeps a 4 KiB receive buffer
 //! per connection for as long as it lives, whatever it holds. A worker holds hundreds of
@@ -14,5 +15,6 @@ mod records;
 mod scratch;
 mod stream;
 
-pub use accept::accept;
+pub use accept::{accept, connect};
+pub use records::Connection;
 pub use stream::TlsStream;

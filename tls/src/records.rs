@@ -1,12 +1,48 @@
 //! rustls' unbuffered server connection and the bytes that wait on it: plaintext not
 //! yet read, ciphertext not yet written. No I/O here; [`crate::stream`] does that.
 
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
     WriteTraffic,
 };
 use rustls::Error;
+
+/// rustls' unbuffered connection, of either side: [`UnbufferedServerConnection`] (what
+/// [`crate::accept`] makes) or [`UnbufferedClientConnection`] ([`crate::connect`]).
+pub trait Connection: Send + Unpin + 'static {
+    /// The side's own state inside rustls.
+    type Data;
+
+    /// rustls' `process_tls_records`, which each side has on its own.
+    fn process_tls_records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Connection for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+
+    fn process_tls_records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
+        (**self).process_tls_records(incoming)
+    }
+}
+
+impl Connection for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+
+    fn process_tls_records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
+        (**self).process_tls_records(incoming)
+    }
+}
 
 /// What the connection can do once rustls has taken all the input it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +65,8 @@ pub(crate) enum Seal<'a> {
     CloseNotify,
 }
 
-pub(crate) struct Records {
-    conn: UnbufferedServerConnection,
+pub(crate) struct Records<C> {
+    conn: C,
     /// Decrypted application data the reader has not taken yet.
     pub(crate) plaintext: Vec<u8>,
     /// Ciphertext the socket has not taken yet, in the order it must go out.
@@ -41,8 +77,8 @@ pub(crate) struct Records {
     pub(crate) closed: bool,
 }
 
-impl Records {
-    pub(crate) fn new(conn: UnbufferedServerConnection) -> Records {
+impl<C: Connection> Records<C> {
+    pub(crate) fn new(conn: C) -> Records<C> {
         Records {
             conn,
             plaintext: Vec::new(),
@@ -146,8 +182,8 @@ impl Records {
 
 /// Does `seal` on an open connection; the length of the ciphertext left in the caller's
 /// buffer (0 if none, or if it went to `outgoing`).
-fn seal_with(
-    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+fn seal_with<Data>(
+    traffic: &mut WriteTraffic<'_, Data>,
     seal: Seal<'_>,
     outgoing: &mut Vec<u8>,
     closed: &mut bool,

@@ -1,51 +1,86 @@
 //! The TLS stream: `AsyncRead` and `AsyncWrite` over [`Records`], reading ciphertext into
 //! and sealing it in the polling thread's scratch buffer ([`crate::scratch`]).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::records::{Progress, Records, Seal};
+use rustls::server::UnbufferedServerConnection;
+
+use crate::records::{Connection, Progress, Records, Seal};
 use crate::scratch;
 
 /// The most ciphertext one read takes from the socket: a largest TLS 1.3 record and
 /// its header fit.
 const READ_SIZE: usize = 16 * 1024 + 512;
-/// The most plaintext one write seals: one record's worth.
-const MAX_SEAL: usize = 16 * 1024;
-/// Room for a record's header, padding and tag beyond its plaintext.
-const SEAL_OVERHEAD: usize = 256;
+/// The most plaintext one write seals: four full records, written with one call (as
+/// much as `tokio-rustls` buffers by default). It is also the most ciphertext a
+/// connection keeps while its socket pushes back.
+const MAX_SEAL: usize = 64 * 1024;
 
-/// A server-side TLS connection over `IO`, its handshake done ([`crate::accept`]).
+/// Scratch room for sealing `len` bytes: each record (16 KiB of plaintext at most)
+/// adds a header, a nonce and a tag, well under 64 bytes.
+fn sealed_room(len: usize) -> usize {
+    len + (len / (16 * 1024) + 1) * 64
+}
+
+/// A TLS connection over `IO`, its handshake done: the server side ([`crate::accept`])
+/// or the client side ([`crate::connect`]).
 ///
 /// While idle it holds no buffer: ciphertext is read into the polling thread's scratch
 /// buffer and decrypted there, and sealed there before it is written. Bytes are kept
 /// per connection only while they wait: a record that arrived in part, plaintext the
 /// reader has not taken, ciphertext the socket has not taken. A write is not sealed
-/// while ciphertext waits, so that last is at most one record.
-pub struct TlsStream<IO> {
+/// while ciphertext waits, so that last is at most one write's ([`MAX_SEAL`]).
+pub struct TlsStream<IO, C = UnbufferedServerConnection> {
     io: IO,
-    records: Records,
+    records: Records<C>,
     /// The peer's ciphertext that rustls is not done with: a partial record.
     incoming: Vec<u8>,
 }
 
 /// What a read from the socket came to.
-pub(crate) enum Filled {
+enum Filled {
     /// The socket is at its end.
     Eof,
     Read(Progress),
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
-    pub(crate) fn new(io: IO, records: Records) -> TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Connection> TlsStream<IO, C> {
+    pub(crate) fn new(io: IO, conn: C) -> TlsStream<IO, C> {
         TlsStream {
             io,
-            records,
+            records: Records::new(conn),
             incoming: Vec::new(),
         }
+    }
+
+    /// Runs the handshake to its end. rustls may have to speak first (a client's hello),
+    /// so it is asked before anything is read.
+    pub(crate) async fn handshake(&mut self) -> io::Result<()> {
+        let (consumed, progress) = self.records.process(&mut self.incoming, Seal::Nothing);
+        self.incoming.drain(..consumed);
+        let mut open = matches!(progress.map_err(tls_error)?, Progress::Open { .. });
+        std::future::poll_fn(|cx| loop {
+            // What rustls queued (our flight) goes out before we wait for the answer.
+            ready!(self.poll_send_queued(cx))?;
+            if open {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.poll_fill(cx))? {
+                Filled::Read(Progress::Handshaking) => {}
+                Filled::Read(Progress::Open { .. }) => open = true,
+                Filled::Read(Progress::Closed) | Filled::Eof => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed the connection during the TLS handshake",
+                    )))
+                }
+            }
+        })
+        .await
     }
 
     /// The transport, e.g. for its addresses.
@@ -64,7 +99,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// Reads what the socket has, behind the partial record kept, and runs rustls over
     /// it. What rustls is not done with is kept; what it queued to send waits in
     /// `outgoing`.
-    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Filled>> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Filled>> {
         let kept = self.incoming.len();
         let (io, records, incoming) = (&mut self.io, &mut self.records, &mut self.incoming);
         let processed = scratch::with(kept + READ_SIZE, |buf| -> Poll<io::Result<_>> {
@@ -92,7 +127,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     }
 
     /// Writes the ciphertext waiting in `outgoing`; ready once none is left.
-    pub(crate) fn poll_send_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_send_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let outgoing = &mut self.records.outgoing;
         if outgoing.is_empty() {
             return Poll::Ready(Ok(()));
@@ -144,7 +179,7 @@ pub(crate) fn tls_error(err: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err)
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Connection> AsyncRead for TlsStream<IO, C> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -177,43 +212,81 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Connection> TlsStream<IO, C> {
+    /// Seals `data` (at most [`MAX_SEAL`]) into `buf` and writes what the socket takes;
+    /// the rest waits in `outgoing`.
+    fn seal(&mut self, cx: &mut Context<'_>, data: &[u8], buf: &mut [u8]) -> io::Result<usize> {
+        let (io, records, incoming) = (&mut self.io, &mut self.records, &mut self.incoming);
+        let (consumed, progress) = records.process(incoming, Seal::Data(data, &mut *buf));
+        incoming.drain(..consumed);
+        match progress.map_err(tls_error)? {
+            Progress::Open { sealed } => {
+                let written = write_now(io, cx, &buf[..sealed])?;
+                records.outgoing.extend_from_slice(&buf[written..sealed]);
+                Ok(data.len())
+            }
+            Progress::Handshaking => Err(io::Error::other("TLS handshake not complete")),
+            Progress::Closed => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// Whether a write may go ahead: nothing waits to be sent, nothing was closed.
+    fn poll_may_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing new is sealed while ciphertext waits: that is the backpressure.
+        ready!(self.poll_send_queued(cx))?;
+        if self.records.closed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS close_notify already sent",
+            )));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Connection> AsyncWrite for TlsStream<IO, C> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // Nothing new is sealed while ciphertext waits: that is the backpressure.
-        ready!(this.poll_send_queued(cx))?;
-        if this.records.closed {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "TLS close_notify already sent",
-            )));
-        }
+        ready!(this.poll_may_write(cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let data = &data[..data.len().min(MAX_SEAL)];
-        let (io, records, incoming) = (&mut this.io, &mut this.records, &mut this.incoming);
-        let result = scratch::with(data.len() + SEAL_OVERHEAD, |buf| {
-            let (consumed, progress) = records.process(incoming, Seal::Data(data, &mut *buf));
-            incoming.drain(..consumed);
-            match progress.map_err(tls_error)? {
-                Progress::Open { sealed } => {
-                    let written = write_now(io, cx, &buf[..sealed])?;
-                    records.outgoing.extend_from_slice(&buf[written..sealed]);
-                    Ok(data.len())
-                }
-                Progress::Handshaking => Err(io::Error::other("TLS handshake not complete")),
-                Progress::Closed => Err(io::ErrorKind::BrokenPipe.into()),
-            }
-        });
-        if let Poll::Ready(Err(err)) = this.poll_send_queued(cx) {
-            return Poll::Ready(Err(err));
-        }
+        let result = scratch::with(sealed_room(data.len()), |buf| this.seal(cx, data, buf));
         Poll::Ready(result)
+    }
+
+    /// A frame's header and payload go out as one record in one write, not two.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_may_write(cx))?;
+        let take = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_SEAL);
+        if take == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let result = scratch::with(take + sealed_room(take), |buf| {
+            let (plain, sealed) = buf.split_at_mut(take);
+            let mut at = 0;
+            for slice in bufs {
+                let n = slice.len().min(take - at);
+                plain[at..at + n].copy_from_slice(&slice[..n]);
+                at += n;
+            }
+            this.seal(cx, plain, sealed)
+        });
+        Poll::Ready(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,8 +1,10 @@
-//! The TLS stream against `tokio-rustls`' client over real loopback sockets: both TLS
+//! The TLS stream against `tokio-rustls` over real loopback sockets (and, client side,
+//! against itself): both TLS
 //! versions, records split and joined every way a 256-byte reader and large writes
 //! make them, key updates, a socket that pushes back, closes clean and abrupt, and
 //! refused peers.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -68,6 +70,14 @@ fn connector(
     version: &'static SupportedProtocolVersion,
     client_cert: bool,
 ) -> TlsConnector {
+    TlsConnector::from(client_config(pki, version, client_cert))
+}
+
+fn client_config(
+    pki: &Pki,
+    version: &'static SupportedProtocolVersion,
+    client_cert: bool,
+) -> Arc<ClientConfig> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[version])
         .unwrap()
@@ -87,7 +97,7 @@ fn connector(
     } else {
         builder.with_no_client_auth()
     };
-    TlsConnector::from(Arc::new(config))
+    Arc::new(config)
 }
 
 async fn listen() -> (TcpListener, std::net::SocketAddr) {
@@ -108,7 +118,8 @@ fn pattern(len: usize, salt: u8) -> Vec<u8> {
 }
 
 /// Serves one connection: echoes what it reads through a 256-byte buffer (a WebSocket
-/// reader's size), and once the client has closed, reports what it still holds.
+/// reader's size) in two-part vectored writes (a frame's header and payload), and once
+/// the client has closed, reports what it still holds.
 async fn echo_server(listener: TcpListener, config: Arc<ServerConfig>) -> usize {
     let (tcp, _) = listener.accept().await.unwrap();
     let mut tls = switchyard_tls::accept(config, tcp).await.unwrap();
@@ -118,7 +129,12 @@ async fn echo_server(listener: TcpListener, config: Arc<ServerConfig>) -> usize 
         if n == 0 {
             break;
         }
-        tls.write_all(&buf[..n]).await.unwrap();
+        let mut at = 0;
+        while at < n {
+            let split = (at + 3).min(n);
+            let parts = [IoSlice::new(&buf[at..split]), IoSlice::new(&buf[split..n])];
+            at += tls.write_vectored(&parts).await.unwrap();
+        }
         tls.flush().await.unwrap();
     }
     let held = tls.buffered();
@@ -337,4 +353,95 @@ async fn client_certificates_are_required_when_configured() {
             assert_eq!(inner, Some(rustls::Error::NoCertificatesPresented));
         }
     }
+}
+
+/// Echoes through the lean client: what it sends in pieces of every size comes back
+/// whole, and once idle it holds no buffer of its own.
+async fn client_round_trips<IO>(
+    client: &mut switchyard_tls::TlsStream<IO, rustls::client::UnbufferedClientConnection>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for (i, len) in [1, 300, 16_385, 70_000, 5].into_iter().enumerate() {
+        let sent = pattern(len, i as u8);
+        let (mut read, mut write) = tokio::io::split(&mut *client);
+        let writing = async {
+            write.write_all(&sent).await.unwrap();
+            write.flush().await.unwrap();
+        };
+        let mut echoed = vec![0u8; len];
+        let ((), got) = tokio::join!(writing, read.read_exact(&mut echoed));
+        got.unwrap();
+        assert!(echoed == sent, "echo of {len} bytes differs");
+    }
+    assert_eq!(client.buffered(), 0);
+    client.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_client_side_talks_to_rustls_and_to_itself_with_client_certificates() {
+    let pki = pki();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        // Against tokio-rustls' server.
+        let (listener, addr) = listen().await;
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&pki, true));
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            let (mut read, mut write) = tokio::io::split(tls);
+            tokio::io::copy(&mut read, &mut write).await
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut client =
+            switchyard_tls::connect(client_config(&pki, version, true), localhost(), tcp)
+                .await
+                .unwrap();
+        client_round_trips(&mut client).await;
+        server.await.unwrap().unwrap();
+
+        // Against its own server side.
+        let (listener, addr) = listen().await;
+        let config = server_config(&pki, true);
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = switchyard_tls::accept(config, tcp).await.unwrap();
+            let (mut read, mut write) = tokio::io::split(tls);
+            tokio::io::copy(&mut read, &mut write).await
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut client =
+            switchyard_tls::connect(client_config(&pki, version, true), localhost(), tcp)
+                .await
+                .unwrap();
+        client_round_trips(&mut client).await;
+        server.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_client_side_refuses_a_server_of_another_name() {
+    let pki = pki();
+    let (listener, addr) = listen().await;
+    let config = server_config(&pki, false);
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = switchyard_tls::accept(config, tcp).await;
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("worker-9.internal").unwrap();
+    let err = switchyard_tls::connect(
+        client_config(&pki, &rustls::version::TLS13, false),
+        name,
+        tcp,
+    )
+    .await
+    .err()
+    .unwrap();
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    assert!(
+        matches!(inner, Some(rustls::Error::InvalidCertificate(_))),
+        "{err}"
+    );
 }
