@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use switchyard_protocol::{CloseCode, RoomName, Scope, UserId};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use cursor::Cursors;
 use outbox::OutItem;
@@ -34,8 +33,9 @@ pub(crate) struct Grant {
     pub(crate) exp: f64,
 }
 
-/// What the writer acts on when it changes. Behind a mutex with a `Notify`, not in a
-/// `watch` channel: one of those costs about 400 bytes, and every session has this.
+/// What the writer acts on when it changes. Behind a mutex, its changes told through the
+/// session's `wake`, not in a `watch` channel: one of those costs about 400 bytes, and
+/// every session has this.
 #[derive(Debug, Clone)]
 pub(crate) struct Terms {
     /// Replaced on `refresh`: the writer moves its expiry timer.
@@ -52,9 +52,10 @@ pub(crate) struct WriterState {
 }
 
 pub(crate) enum Attachment {
-    /// A socket serves the session; cancelling `stop` detaches it (takeover by resume).
+    /// A socket serves the session. `release` is a resume's request that it let go
+    /// (takeover), told to its writer through the session's `wake`.
     Attached {
-        stop: CancellationToken,
+        release: bool,
     },
     Detached {
         state: WriterState,
@@ -68,11 +69,12 @@ pub(crate) struct Session {
     pub(crate) user: UserId,
     pub(crate) resume_token: String,
     pub(crate) outbox: queue::Sender<OutItem>,
-    /// Woken when fan-out marks a room lagged.
+    /// The writer's one wake-up for whatever it must look at again: a room fan-out
+    /// marked lagged, changed terms, a takeover. One `Notify` rather than one per cause:
+    /// each waiting writer holds a waiter for every one it listens to.
     pub(crate) wake: Arc<Notify>,
     /// Changed through [`Session::change_terms`], which wakes the writer.
     pub(crate) terms: Mutex<Terms>,
-    pub(crate) terms_changed: Notify,
     /// Rooms this session is subscribed to, with their lag flags.
     pub(crate) subs: Mutex<HashMap<RoomName, Arc<AtomicBool>>>,
     pub(crate) attachment: Mutex<Attachment>,
@@ -107,7 +109,15 @@ impl Session {
     /// waiting finds the wake-up stored, so none is lost).
     pub(crate) fn change_terms(&self, change: impl FnOnce(&mut Terms)) {
         change(&mut lock(&self.terms));
-        self.terms_changed.notify_one();
+        self.wake.notify_one();
+    }
+
+    /// Whether a resume has asked the socket serving this session to let go.
+    pub(crate) fn release_requested(&self) -> bool {
+        matches!(
+            *lock(&self.attachment),
+            Attachment::Attached { release: true }
+        )
     }
 
     /// The close asked for, if any, and the grant's expiry.

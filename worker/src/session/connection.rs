@@ -15,7 +15,6 @@ use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
 use super::cursor::Cursors;
@@ -69,15 +68,11 @@ pub(crate) fn serve(
         };
         let end = if welcomed {
             let (mut read, mut write) = ws.split(tokio::io::split);
-            let stop = match &*lock(&session.attachment) {
-                Attachment::Attached { stop } => stop.clone(),
-                _ => CancellationToken::new(),
-            };
             let liveness = reader::Liveness::new();
             let (ctl_tx, mut ctl_rx) = queue::bounded(8);
             tokio::select! {
                 end = reader::run(&shared, &session, &mut read, ctl_tx, &liveness) => end,
-                end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness, stop) => end,
+                end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness) => end,
             }
         } else {
             End::Lost
@@ -183,11 +178,8 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         outbox: outbox_tx,
         wake: Arc::new(Notify::new()),
         terms: std::sync::Mutex::new(Terms { grant, close: None }),
-        terms_changed: Notify::new(),
         subs: Default::default(),
-        attachment: std::sync::Mutex::new(Attachment::Attached {
-            stop: CancellationToken::new(),
-        }),
+        attachment: std::sync::Mutex::new(Attachment::Attached { release: false }),
         attachment_changed: Notify::new(),
     });
     lock(&shared.sessions).insert(session.conn.clone(), session.clone());
@@ -208,13 +200,16 @@ async fn take_over(session: &Session) -> Option<WriterState> {
         let changed = session.attachment_changed.notified();
         {
             let mut attachment = lock(&session.attachment);
-            match &*attachment {
+            match &mut *attachment {
                 Attachment::Ended => return None,
-                Attachment::Attached { stop } => stop.cancel(),
+                Attachment::Attached { release } => {
+                    *release = true;
+                    session.wake.notify_one();
+                }
                 Attachment::Detached { .. } => {
-                    let stop = CancellationToken::new();
+                    let attached = Attachment::Attached { release: false };
                     let Attachment::Detached { state, .. } =
-                        std::mem::replace(&mut *attachment, Attachment::Attached { stop })
+                        std::mem::replace(&mut *attachment, attached)
                     else {
                         unreachable!("matched Detached above")
                     };

@@ -19,7 +19,6 @@ use switchyard_protocol::CloseCode;
 use switchyard_telemetry::TraceId;
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::connection::Ctl;
@@ -99,7 +98,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     state: &mut WriterState,
     ctl: &mut queue::Receiver<Ctl>,
     liveness: &Liveness,
-    stop: CancellationToken,
 ) -> End {
     let config = &shared.config;
     let mut w = Writer {
@@ -115,7 +113,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     };
     let mut heartbeat =
         tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
-    let (close_first, exp) = session.close_and_expiry();
+    let (close_first, mut exp) = session.close_and_expiry();
     let mut ping_id = 0u64;
     // Pongs confirm what the client has read (`super::cursor`): while messages flow, a
     // probe goes out at least this often, not just every heartbeat, so that a resume
@@ -126,11 +124,9 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     let mut noticed = false;
     // Made once, not per turn of the loop: each turn is a delivery, and a new timer or
     // waiter per turn costs a registration and a removal every time.
-    let cancelled = stop.cancelled();
     let token = tokio::time::sleep_until(notice_at);
     let wake = session.wake.notified();
-    let terms_changed = session.terms_changed.notified();
-    tokio::pin!(cancelled, token, wake, terms_changed);
+    tokio::pin!(token, wake);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
     // Every write below is awaited boxed: this loop is every connection's task, sized by
@@ -145,7 +141,29 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         loop {
             tokio::select! {
                 biased;
-                _ = &mut cancelled => return Ok(End::TakenOver),
+                // Whatever woke it is looked at in turn: a takeover, a close, a
+                // refreshed grant, lagged rooms.
+                _ = &mut wake => {
+                    wake.set(session.wake.notified());
+                    if session.release_requested() {
+                        return Ok(End::TakenOver);
+                    }
+                    let (close, new_exp) = session.close_and_expiry();
+                    if let Some(code) = close {
+                        return Box::pin(w.close(code)).await;
+                    }
+                    if new_exp != exp {
+                        // A refreshed grant: the token timer starts over from its expiry.
+                        exp = new_exp;
+                        let notice_at;
+                        (notice_at, expire_at) = expiry_times(exp, config.leeway);
+                        token.as_mut().reset(notice_at);
+                        noticed = false;
+                    }
+                    if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
+                        return Ok(end);
+                    }
+                }
                 Some(item) = ctl.recv() => match item {
                     Ctl::Pong(payload) => Box::pin(w.write(Frame::pong(Payload::Owned(payload)))).await?,
                     Ctl::CloseEcho(payload) => {
@@ -155,18 +173,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     Ctl::Close(code) => return Box::pin(w.close(code)).await,
                     Ctl::Confirmed(id) => w.state.cursors.confirm(id),
                 },
-                _ = &mut terms_changed => {
-                    terms_changed.set(session.terms_changed.notified());
-                    let (close, exp) = session.close_and_expiry();
-                    if let Some(code) = close {
-                        return Box::pin(w.close(code)).await;
-                    }
-                    // A refreshed grant: the token timer starts over from its expiry.
-                    let notice_at;
-                    (notice_at, expire_at) = expiry_times(exp, config.leeway);
-                    token.as_mut().reset(notice_at);
-                    noticed = false;
-                }
                 _ = heartbeat.tick() => {
                     if liveness.silent_for() > config.heartbeat * 2 {
                         debug!("no frame for two heartbeats: dropping the connection");
@@ -194,12 +200,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                         w.flush().await
                     })
                     .await?;
-                }
-                _ = &mut wake => {
-                    wake.set(session.wake.notified());
-                    if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
-                        return Ok(end);
-                    }
                 }
                 item = w.state.outbox.recv() => {
                     let Some(item) = item else { return Ok(End::Closed(CloseCode::Internal)) };
