@@ -111,22 +111,23 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             live: Vec::new(),
         },
     };
-    let mut heartbeat =
-        tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     let (close_first, mut exp) = session.close_and_expiry();
     let mut ping_id = 0u64;
     // Pongs confirm what the client has read (`super::cursor`): while messages flow, a
     // probe goes out at least this often, not just every heartbeat, so that a resume
     // rewinds seconds, not to the start of the subscription.
     let mut last_probe = Instant::now();
-    // One timer for the token: first the `refresh_required` notice, then the expiry.
-    let (notice_at, mut expire_at) = expiry_times(exp, config.leeway);
+    // One timer for the heartbeat and the token (first its `refresh_required` notice,
+    // then its expiry), set to whichever is due first: every connection's task holds
+    // it, and a second one costs about 140 bytes a connection.
+    let mut beat_at = Instant::now() + config.heartbeat;
+    let (mut token_at, mut expire_at) = expiry_times(exp, config.leeway);
     let mut noticed = false;
     // Made once, not per turn of the loop: each turn is a delivery, and a new timer or
     // waiter per turn costs a registration and a removal every time.
-    let token = tokio::time::sleep_until(notice_at);
+    let timer = tokio::time::sleep_until(beat_at.min(token_at));
     let wake = session.wake.notified();
-    tokio::pin!(token, wake);
+    tokio::pin!(timer, wake);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
     // Every write below is awaited boxed: this loop is every connection's task, sized by
@@ -155,9 +156,8 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     if new_exp != exp {
                         // A refreshed grant: the token timer starts over from its expiry.
                         exp = new_exp;
-                        let notice_at;
-                        (notice_at, expire_at) = expiry_times(exp, config.leeway);
-                        token.as_mut().reset(notice_at);
+                        (token_at, expire_at) = expiry_times(exp, config.leeway);
+                        timer.as_mut().reset(beat_at.min(token_at));
                         noticed = false;
                     }
                     if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
@@ -173,33 +173,38 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
                     Ctl::Close(code) => return Box::pin(w.close(code)).await,
                     Ctl::Confirmed(id) => w.state.cursors.confirm(id),
                 },
-                _ = heartbeat.tick() => {
-                    if liveness.silent_for() > config.heartbeat * 2 {
-                        debug!("no frame for two heartbeats: dropping the connection");
-                        return Ok(End::Lost);
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= token_at {
+                        if noticed {
+                            debug!("token expired and was not refreshed: closing with 1008");
+                            return Box::pin(w.close(CloseCode::Policy)).await;
+                        }
+                        noticed = true;
+                        token_at = expire_at;
+                        let left = expire_at.saturating_duration_since(now).saturating_sub(config.leeway);
+                        let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
+                        Box::pin(async {
+                            w.push(&line).await?;
+                            w.flush().await
+                        })
+                        .await?;
                     }
-                    ping_id += 1;
-                    Box::pin(w.probe(ping_id)).await?;
-                    last_probe = Instant::now();
-                    // Retries catch-ups that failed while the broker was away.
-                    if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
-                        return Ok(end);
+                    if now >= beat_at {
+                        beat_at = now + config.heartbeat;
+                        if liveness.silent_for() > config.heartbeat * 2 {
+                            debug!("no frame for two heartbeats: dropping the connection");
+                            return Ok(End::Lost);
+                        }
+                        ping_id += 1;
+                        Box::pin(w.probe(ping_id)).await?;
+                        last_probe = Instant::now();
+                        // Retries catch-ups that failed while the broker was away.
+                        if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
+                            return Ok(end);
+                        }
                     }
-                }
-                _ = &mut token => {
-                    if noticed {
-                        debug!("token expired and was not refreshed: closing with 1008");
-                        return Box::pin(w.close(CloseCode::Policy)).await;
-                    }
-                    noticed = true;
-                    token.as_mut().reset(expire_at);
-                    let left = expire_at.saturating_duration_since(Instant::now()).saturating_sub(config.leeway);
-                    let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
-                    Box::pin(async {
-                        w.push(&line).await?;
-                        w.flush().await
-                    })
-                    .await?;
+                    timer.as_mut().reset(beat_at.min(token_at));
                 }
                 item = w.state.outbox.recv() => {
                     let Some(item) = item else { return Ok(End::Closed(CloseCode::Internal)) };
