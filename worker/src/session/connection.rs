@@ -72,7 +72,7 @@ pub(crate) fn serve(
             let (ctl_tx, mut ctl_rx) = queue::bounded(8);
             tokio::select! {
                 end = reader::run(&shared, &session, &mut read, ctl_tx, &liveness) => end,
-                end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness) => end,
+                end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness) => end.unwrap_or(End::Lost),
             }
         } else {
             End::Lost

@@ -90,7 +90,9 @@ pub(super) struct Writer<'a, W> {
     pub(super) batch: Batch,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs the writer until the connection ends; `Err(Gone)` when a write failed (the
+/// socket is lost). The loop is in this body itself, not in an inner block that would
+/// borrow each local (15 references, held per connection).
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
@@ -98,7 +100,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     state: &mut WriterState,
     ctl: &mut queue::Receiver<Ctl>,
     liveness: &Liveness,
-) -> End {
+) -> Result<End, Gone> {
     let config = &shared.config;
     let mut w = Writer {
         shared,
@@ -130,93 +132,89 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     tokio::pin!(timer, wake);
     // A resumed session may have lag to fill right away.
     session.wake.notify_one();
+    // A close asked for just as the last socket went away still stands: the socket
+    // that resumes the session sends it first.
+    if let Some(code) = close_first {
+        return Box::pin(w.close(code)).await;
+    }
     // Every write below is awaited boxed: this loop is every connection's task, sized by
     // the largest future it awaits, and the writes (fastwebsockets' frame write inside)
     // would make it twice what it needs while waiting, which is nearly always.
-    let result: Result<End, Gone> = async {
-        // A close asked for just as the last socket went away still stands: the socket
-        // that resumes the session sends it first.
-        if let Some(code) = close_first {
-            return Box::pin(w.close(code)).await;
-        }
-        loop {
-            tokio::select! {
-                biased;
-                // Whatever woke it is looked at in turn: a takeover, a close, a
-                // refreshed grant, lagged rooms.
-                _ = &mut wake => {
-                    wake.set(session.wake.notified());
-                    if session.release_requested() {
-                        return Ok(End::TakenOver);
+    loop {
+        tokio::select! {
+            biased;
+            // Whatever woke it is looked at in turn: a takeover, a close, a
+            // refreshed grant, lagged rooms.
+            _ = &mut wake => {
+                wake.set(session.wake.notified());
+                if session.release_requested() {
+                    return Ok(End::TakenOver);
+                }
+                let (close, new_exp) = session.close_and_expiry();
+                if let Some(code) = close {
+                    return Box::pin(w.close(code)).await;
+                }
+                if new_exp != exp {
+                    // A refreshed grant: the token timer starts over from its expiry.
+                    exp = new_exp;
+                    (token_at, expire_at) = expiry_times(exp, config.leeway);
+                    timer.as_mut().reset(beat_at.min(token_at));
+                    noticed = false;
+                }
+                if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
+                    return Ok(end);
+                }
+            }
+            Some(item) = ctl.recv() => match item {
+                Ctl::Pong(payload) => Box::pin(w.write(Frame::pong(Payload::Owned(payload)))).await?,
+                Ctl::CloseEcho(payload) => {
+                    Box::pin(w.write(Frame::close_raw(Payload::Owned(payload)))).await?;
+                    return Ok(End::ClientClosed);
+                }
+                Ctl::Close(code) => return Box::pin(w.close(code)).await,
+                Ctl::Confirmed(id) => w.state.cursors.confirm(id),
+            },
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= token_at {
+                    if noticed {
+                        debug!("token expired and was not refreshed: closing with 1008");
+                        return Box::pin(w.close(CloseCode::Policy)).await;
                     }
-                    let (close, new_exp) = session.close_and_expiry();
-                    if let Some(code) = close {
-                        return Box::pin(w.close(code)).await;
+                    noticed = true;
+                    token_at = expire_at;
+                    let left = expire_at.saturating_duration_since(now).saturating_sub(config.leeway);
+                    let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
+                    Box::pin(async {
+                        w.push(&line).await?;
+                        w.flush().await
+                    })
+                    .await?;
+                }
+                if now >= beat_at {
+                    beat_at = now + config.heartbeat;
+                    if liveness.silent_for() > config.heartbeat * 2 {
+                        debug!("no frame for two heartbeats: dropping the connection");
+                        return Ok(End::Lost);
                     }
-                    if new_exp != exp {
-                        // A refreshed grant: the token timer starts over from its expiry.
-                        exp = new_exp;
-                        (token_at, expire_at) = expiry_times(exp, config.leeway);
-                        timer.as_mut().reset(beat_at.min(token_at));
-                        noticed = false;
-                    }
+                    ping_id += 1;
+                    Box::pin(w.probe(ping_id)).await?;
+                    last_probe = Instant::now();
+                    // Retries catch-ups that failed while the broker was away.
                     if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
                         return Ok(end);
                     }
                 }
-                Some(item) = ctl.recv() => match item {
-                    Ctl::Pong(payload) => Box::pin(w.write(Frame::pong(Payload::Owned(payload)))).await?,
-                    Ctl::CloseEcho(payload) => {
-                        Box::pin(w.write(Frame::close_raw(Payload::Owned(payload)))).await?;
-                        return Ok(End::ClientClosed);
-                    }
-                    Ctl::Close(code) => return Box::pin(w.close(code)).await,
-                    Ctl::Confirmed(id) => w.state.cursors.confirm(id),
-                },
-                _ = &mut timer => {
-                    let now = Instant::now();
-                    if now >= token_at {
-                        if noticed {
-                            debug!("token expired and was not refreshed: closing with 1008");
-                            return Box::pin(w.close(CloseCode::Policy)).await;
-                        }
-                        noticed = true;
-                        token_at = expire_at;
-                        let left = expire_at.saturating_duration_since(now).saturating_sub(config.leeway);
-                        let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
-                        Box::pin(async {
-                            w.push(&line).await?;
-                            w.flush().await
-                        })
-                        .await?;
-                    }
-                    if now >= beat_at {
-                        beat_at = now + config.heartbeat;
-                        if liveness.silent_for() > config.heartbeat * 2 {
-                            debug!("no frame for two heartbeats: dropping the connection");
-                            return Ok(End::Lost);
-                        }
-                        ping_id += 1;
-                        Box::pin(w.probe(ping_id)).await?;
-                        last_probe = Instant::now();
-                        // Retries catch-ups that failed while the broker was away.
-                        if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
-                            return Ok(end);
-                        }
-                    }
-                    timer.as_mut().reset(beat_at.min(token_at));
-                }
-                item = w.state.outbox.recv() => {
-                    let Some(item) = item else { return Ok(End::Closed(CloseCode::Internal)) };
-                    if let Some(end) = Box::pin(w.drain(item, &mut ping_id, &mut last_probe)).await? {
-                        return Ok(end);
-                    }
+                timer.as_mut().reset(beat_at.min(token_at));
+            }
+            item = w.state.outbox.recv() => {
+                let Some(item) = item else { return Ok(End::Closed(CloseCode::Internal)) };
+                if let Some(end) = Box::pin(w.drain(item, &mut ping_id, &mut last_probe)).await? {
+                    return Ok(end);
                 }
             }
         }
     }
-    .await;
-    result.unwrap_or(End::Lost)
 }
 
 /// How often, at most, messages written are followed by a cursor probe (a ping).
