@@ -232,21 +232,7 @@ async fn a_silent_peer_is_dropped_after_two_heartbeats_and_its_session_detached(
         o.worker.session_ttl = Duration::from_millis(1500);
     })
     .await;
-    let token = stack.token("alice", &[], &[]);
-    let mut tls = stack.api().raw_tls().await;
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: Bearer {token}\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut head = vec![0u8; 1024];
-    let n = tls.read(&mut head).await.unwrap();
-    assert!(
-        head[..n].starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head[..n])
-    );
+    let mut tls = raw_upgrade(&stack, &stack.token("alice", &[], &[])).await;
     // Never answer a ping: the server must give up on us.
     let started = std::time::Instant::now();
     let mut sink = vec![0u8; 4096];
@@ -270,6 +256,80 @@ async fn a_silent_peer_is_dropped_after_two_heartbeats_and_its_session_detached(
         0,
         "a detached session ends after session_ttl"
     );
+}
+
+/// A WebSocket upgrade written by hand over TLS, for tests that speak frames directly.
+async fn raw_upgrade(
+    stack: &Stack,
+    token: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = stack.api().raw_tls().await;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tls
+}
+
+/// Reads server frames until one with `opcode` arrives; its payload.
+async fn frame_with_opcode(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    opcode: u8,
+) -> Vec<u8> {
+    loop {
+        let mut head = [0u8; 2];
+        tls.read_exact(&mut head).await.unwrap();
+        let len = match head[1] & 0x7f {
+            126 => u64::from(tls.read_u16().await.unwrap()),
+            127 => tls.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        tls.read_exact(&mut payload).await.unwrap();
+        if head[0] & 0x0f == opcode {
+            return payload;
+        }
+    }
+}
+
+/// A client frame (masked, as RFC 6455 requires) with a short payload.
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test]
+async fn a_client_ping_gets_its_pong_and_a_client_close_its_echo() {
+    let stack = Stack::start().await;
+    let mut tls = raw_upgrade(&stack, &stack.token("alice", &[], &[])).await;
+    tls.write_all(&masked(0x9, b"are you there")).await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(5), frame_with_opcode(&mut tls, 0xA))
+        .await
+        .expect("no pong within 5 s");
+    assert_eq!(pong, b"are you there");
+    tls.write_all(&masked(0x8, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), frame_with_opcode(&mut tls, 0x8))
+        .await
+        .expect("no close echo within 5 s");
+    assert_eq!(echo, 1000u16.to_be_bytes());
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! socket: answers go through the session outbox, obligated frames and close requests
 //! through the writer's control channel.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,6 +53,9 @@ impl Liveness {
     }
 }
 
+/// Handing an obligated frame (a ping's pong, a close's echo) to the writer.
+type ObligatedSend = Pin<Box<dyn Future<Output = Result<(), queue::Closed>> + Send>>;
+
 /// A publish token bucket and a count of errors, per connection.
 struct Limits {
     tokens: f64,
@@ -81,18 +86,22 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
         },
     };
     let mut fragments: Option<(OpCode, Vec<u8>)> = None;
-    let mut obligated = |frame: Frame<'_>| {
+    // Its future is boxed: fastwebsockets' frame read holds it inline, and the idle
+    // task would be sized for it (about 200 bytes) though a client's ping is rare.
+    let mut obligated = |frame: Frame<'_>| -> ObligatedSend {
         let item = match frame.opcode {
             OpCode::Close => Ctl::CloseEcho(frame.payload.to_vec()),
             _ => Ctl::Pong(frame.payload.to_vec()),
         };
         let ctl = ctl.clone();
-        async move { ctl.send(item).await }
+        Box::pin(async move { ctl.send(item).await })
     };
     loop {
         let frame = match read.read_frame(&mut obligated).await {
             Ok(frame) => frame,
-            Err(WebSocketError::FrameTooLarge) => return reader.close(CloseCode::TooLarge).await,
+            Err(WebSocketError::FrameTooLarge) => {
+                return Box::pin(reader.close(CloseCode::TooLarge)).await
+            }
             Err(WebSocketError::InvalidUTF8) => {
                 liveness.touch();
                 // Boxed, as every rare path here: the idle task is sized by what it awaits.
@@ -112,7 +121,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             }
             Err(err) => {
                 debug!(error = %err, "websocket protocol error");
-                return reader.close(CloseCode::ProtocolError).await;
+                return Box::pin(reader.close(CloseCode::ProtocolError)).await;
             }
         };
         liveness.touch();
@@ -123,16 +132,16 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
         match frame.opcode {
             OpCode::Text | OpCode::Binary if !frame.fin => {
                 if fragments.is_some() {
-                    return reader.close(CloseCode::ProtocolError).await;
+                    return Box::pin(reader.close(CloseCode::ProtocolError)).await;
                 }
                 fragments = Some((frame.opcode, frame.payload.to_vec()));
             }
             OpCode::Continuation => {
                 let Some((opcode, buf)) = fragments.as_mut() else {
-                    return reader.close(CloseCode::ProtocolError).await;
+                    return Box::pin(reader.close(CloseCode::ProtocolError)).await;
                 };
                 if buf.len() + frame.payload.len() > config.max_frame_bytes {
-                    return reader.close(CloseCode::TooLarge).await;
+                    return Box::pin(reader.close(CloseCode::TooLarge)).await;
                 }
                 buf.extend_from_slice(&frame.payload);
                 if frame.fin {
@@ -145,7 +154,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
             }
             OpCode::Text | OpCode::Binary => {
                 if fragments.is_some() {
-                    return reader.close(CloseCode::ProtocolError).await;
+                    return Box::pin(reader.close(CloseCode::ProtocolError)).await;
                 }
                 // Boxed: a client's frames are few next to the deliveries, and an idle
                 // connection's task would otherwise be sized for handling one, with the
@@ -166,7 +175,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
                 strikes = reader.limits.strikes,
                 "too many bad frames: closing with 1008"
             );
-            return reader.close(CloseCode::Policy).await;
+            return Box::pin(reader.close(CloseCode::Policy)).await;
         }
     }
 }
