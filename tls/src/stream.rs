@@ -37,7 +37,9 @@ fn sealed_room(len: usize) -> usize {
 pub struct TlsStream<IO, C = UnbufferedServerConnection> {
     io: IO,
     records: Records<C>,
-    /// The peer's ciphertext that rustls is not done with: a partial record.
+    /// The peer's ciphertext that rustls is not done with: a partial record, or a
+    /// handshake message spread over records. rustls bounds both (a record is at most
+    /// about 18 KiB, a handshake message 64 KiB), so this does not grow past that.
     incoming: Vec<u8>,
 }
 
