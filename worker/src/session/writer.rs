@@ -90,9 +90,43 @@ pub(super) struct Writer<'a, W> {
     pub(super) batch: Batch,
 }
 
+/// What woke the writer.
+enum Event {
+    /// The session's wake-up: a takeover, a close, a refreshed grant, lagged rooms.
+    Wake,
+    Ctl(Ctl),
+    /// The heartbeat or the token is due.
+    Timer,
+    /// The outbox's next item; `None` once the session has ended.
+    Out(Option<OutItem>),
+}
+
+/// The writer's clocks and counters, carried from one event to the next.
+struct Clock {
+    /// The grant's expiry (seconds since the epoch) the token's times come from.
+    exp: f64,
+    beat_at: Instant,
+    /// When the token next needs the writer: its `refresh_required` notice, then, once
+    /// `noticed`, its expiry.
+    token_at: Instant,
+    expire_at: Instant,
+    noticed: bool,
+    ping_id: u64,
+    /// Pongs confirm what the client has read (`super::cursor`): while messages flow, a
+    /// probe goes out at least every [`PROBE_EVERY`], not just every heartbeat, so that
+    /// a resume rewinds seconds, not to the start of the subscription.
+    last_probe: Instant,
+}
+
+impl Clock {
+    /// One timer serves the heartbeat and the token: whichever is due first.
+    fn next(&self) -> Instant {
+        self.beat_at.min(self.token_at)
+    }
+}
+
 /// Runs the writer until the connection ends; `Err(Gone)` when a write failed (the
-/// socket is lost). The loop is in this body itself, not in an inner block that would
-/// borrow each local (15 references, held per connection).
+/// socket is lost).
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
@@ -113,21 +147,22 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             live: Vec::new(),
         },
     };
-    let (close_first, mut exp) = session.close_and_expiry();
-    let mut ping_id = 0u64;
-    // Pongs confirm what the client has read (`super::cursor`): while messages flow, a
-    // probe goes out at least this often, not just every heartbeat, so that a resume
-    // rewinds seconds, not to the start of the subscription.
-    let mut last_probe = Instant::now();
-    // One timer for the heartbeat and the token (first its `refresh_required` notice,
-    // then its expiry), set to whichever is due first: every connection's task holds
-    // it, and a second one costs about 140 bytes a connection.
-    let mut beat_at = Instant::now() + config.heartbeat;
-    let (mut token_at, mut expire_at) = expiry_times(exp, config.leeway);
-    let mut noticed = false;
-    // Made once, not per turn of the loop: each turn is a delivery, and a new timer or
-    // waiter per turn costs a registration and a removal every time.
-    let timer = tokio::time::sleep_until(beat_at.min(token_at));
+    let (close_first, exp) = session.close_and_expiry();
+    let (token_at, expire_at) = expiry_times(exp, config.leeway);
+    let now = Instant::now();
+    let mut clock = Clock {
+        exp,
+        beat_at: now + config.heartbeat,
+        token_at,
+        expire_at,
+        noticed: false,
+        ping_id: 0,
+        last_probe: now,
+    };
+    // Made once, not per event: each event is a delivery, and a new timer or waiter per
+    // event costs a registration and a removal every time. One timer for the heartbeat
+    // and the token: a second costs about 140 bytes a connection.
+    let timer = tokio::time::sleep_until(clock.next());
     let wake = session.wake.notified();
     tokio::pin!(timer, wake);
     // A resumed session may have lag to fill right away.
@@ -137,82 +172,26 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     if let Some(code) = close_first {
         return Box::pin(w.close(code)).await;
     }
-    // Every write below is awaited boxed: this loop is every connection's task, sized by
-    // the largest future it awaits, and the writes (fastwebsockets' frame write inside)
-    // would make it twice what it needs while waiting, which is nearly always.
     loop {
-        tokio::select! {
+        let event = tokio::select! {
             biased;
-            // Whatever woke it is looked at in turn: a takeover, a close, a
-            // refreshed grant, lagged rooms.
             _ = &mut wake => {
                 wake.set(session.wake.notified());
-                if session.release_requested() {
-                    return Ok(End::TakenOver);
-                }
-                let (close, new_exp) = session.close_and_expiry();
-                if let Some(code) = close {
-                    return Box::pin(w.close(code)).await;
-                }
-                if new_exp != exp {
-                    // A refreshed grant: the token timer starts over from its expiry.
-                    exp = new_exp;
-                    (token_at, expire_at) = expiry_times(exp, config.leeway);
-                    timer.as_mut().reset(beat_at.min(token_at));
-                    noticed = false;
-                }
-                if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
-                    return Ok(end);
-                }
+                Event::Wake
             }
-            Some(item) = ctl.recv() => match item {
-                Ctl::Pong(payload) => Box::pin(w.write(Frame::pong(Payload::Owned(payload)))).await?,
-                Ctl::CloseEcho(payload) => {
-                    Box::pin(w.write(Frame::close_raw(Payload::Owned(payload)))).await?;
-                    return Ok(End::ClientClosed);
-                }
-                Ctl::Close(code) => return Box::pin(w.close(code)).await,
-                Ctl::Confirmed(id) => w.state.cursors.confirm(id),
-            },
-            _ = &mut timer => {
-                let now = Instant::now();
-                if now >= token_at {
-                    if noticed {
-                        debug!("token expired and was not refreshed: closing with 1008");
-                        return Box::pin(w.close(CloseCode::Policy)).await;
-                    }
-                    noticed = true;
-                    token_at = expire_at;
-                    let left = expire_at.saturating_duration_since(now).saturating_sub(config.leeway);
-                    let line = ServerFrame::RefreshRequired { expires_in_ms: left.as_millis() as u64 }.encode();
-                    Box::pin(async {
-                        w.push(&line).await?;
-                        w.flush().await
-                    })
-                    .await?;
-                }
-                if now >= beat_at {
-                    beat_at = now + config.heartbeat;
-                    if liveness.silent_for() > config.heartbeat * 2 {
-                        debug!("no frame for two heartbeats: dropping the connection");
-                        return Ok(End::Lost);
-                    }
-                    ping_id += 1;
-                    Box::pin(w.probe(ping_id)).await?;
-                    last_probe = Instant::now();
-                    // Retries catch-ups that failed while the broker was away.
-                    if let Some(end) = Box::pin(w.catch_up_lagged()).await? {
-                        return Ok(end);
-                    }
-                }
-                timer.as_mut().reset(beat_at.min(token_at));
-            }
-            item = w.state.outbox.recv() => {
-                let Some(item) = item else { return Ok(End::Closed(CloseCode::Internal)) };
-                if let Some(end) = Box::pin(w.drain(item, &mut ping_id, &mut last_probe)).await? {
-                    return Ok(end);
-                }
-            }
+            Some(item) = ctl.recv() => Event::Ctl(item),
+            _ = &mut timer => Event::Timer,
+            item = w.state.outbox.recv() => Event::Out(item),
+        };
+        let (due, fired) = (clock.next(), matches!(event, Event::Timer));
+        // Handled boxed: this loop is every connection's task, sized by what it holds
+        // while it waits, which is nearly always; an event's handling (the writes, with
+        // fastwebsockets' frame write inside) would make it twice that.
+        if let Some(end) = Box::pin(w.handle(event, &mut clock, liveness)).await? {
+            return Ok(end);
+        }
+        if fired || clock.next() != due {
+            timer.as_mut().reset(clock.next());
         }
     }
 }
@@ -242,6 +221,96 @@ fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
 }
 
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
+    /// Acts on one event; `Some(end)` when the connection ends with it. Rare paths are
+    /// boxed, so that a delivery's handling stays small.
+    async fn handle(
+        &mut self,
+        event: Event,
+        clock: &mut Clock,
+        liveness: &Liveness,
+    ) -> Result<Option<End>, Gone> {
+        match event {
+            Event::Out(Some(item)) => {
+                self.drain(item, &mut clock.ping_id, &mut clock.last_probe)
+                    .await
+            }
+            Event::Out(None) => Ok(Some(End::Closed(CloseCode::Internal))),
+            Event::Wake => Box::pin(self.woken(clock)).await,
+            Event::Timer => Box::pin(self.due(clock, liveness)).await,
+            Event::Ctl(Ctl::Pong(payload)) => {
+                self.write(Frame::pong(Payload::Owned(payload))).await?;
+                Ok(None)
+            }
+            Event::Ctl(Ctl::CloseEcho(payload)) => {
+                self.write(Frame::close_raw(Payload::Owned(payload)))
+                    .await?;
+                Ok(Some(End::ClientClosed))
+            }
+            Event::Ctl(Ctl::Close(code)) => Box::pin(self.close(code)).await.map(Some),
+            Event::Ctl(Ctl::Confirmed(id)) => {
+                self.state.cursors.confirm(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The session's wake-up, looked at in turn: a takeover, a close, a refreshed
+    /// grant, lagged rooms.
+    async fn woken(&mut self, clock: &mut Clock) -> Result<Option<End>, Gone> {
+        let session = self.session;
+        if session.release_requested() {
+            return Ok(Some(End::TakenOver));
+        }
+        let (close, exp) = session.close_and_expiry();
+        if let Some(code) = close {
+            return self.close(code).await.map(Some);
+        }
+        if exp != clock.exp {
+            // A refreshed grant: the token's times start over from its expiry.
+            clock.exp = exp;
+            (clock.token_at, clock.expire_at) = expiry_times(exp, self.shared.config.leeway);
+            clock.noticed = false;
+        }
+        self.catch_up_lagged().await
+    }
+
+    /// The timer fired: the token's notice or expiry, the heartbeat, or both.
+    async fn due(&mut self, clock: &mut Clock, liveness: &Liveness) -> Result<Option<End>, Gone> {
+        let config = &self.shared.config;
+        let now = Instant::now();
+        if now >= clock.token_at {
+            if clock.noticed {
+                debug!("token expired and was not refreshed: closing with 1008");
+                return self.close(CloseCode::Policy).await.map(Some);
+            }
+            clock.noticed = true;
+            clock.token_at = clock.expire_at;
+            let left = clock
+                .expire_at
+                .saturating_duration_since(now)
+                .saturating_sub(config.leeway);
+            let line = ServerFrame::RefreshRequired {
+                expires_in_ms: left.as_millis() as u64,
+            }
+            .encode();
+            self.push(&line).await?;
+            self.flush().await?;
+        }
+        if now >= clock.beat_at {
+            clock.beat_at = now + config.heartbeat;
+            if liveness.silent_for() > config.heartbeat * 2 {
+                debug!("no frame for two heartbeats: dropping the connection");
+                return Ok(Some(End::Lost));
+            }
+            clock.ping_id += 1;
+            self.probe(clock.ping_id).await?;
+            clock.last_probe = Instant::now();
+            // Retries catch-ups that failed while the broker was away.
+            return self.catch_up_lagged().await;
+        }
+        Ok(None)
+    }
+
     /// Writes `first` and whatever else is queued, batched into frames; then a cursor
     /// probe if one is due.
     async fn drain(
