@@ -85,11 +85,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Connection> TlsStream<IO, C> {
         .await
     }
 
-    /// The transport, e.g. for its addresses.
-    pub fn get_ref(&self) -> &IO {
-        &self.io
-    }
-
     /// Bytes this connection holds in buffers of its own (not rustls' state): zero
     /// while it is idle.
     pub fn buffered(&self) -> usize {

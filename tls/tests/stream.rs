@@ -378,43 +378,40 @@ async fn client_round_trips<IO>(
     client.shutdown().await.unwrap();
 }
 
+/// Echoes what one connection sends until it closes.
+async fn copy_back<S>(tls: S) -> std::io::Result<u64>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (mut read, mut write) = tokio::io::split(tls);
+    tokio::io::copy(&mut read, &mut write).await
+}
+
 #[tokio::test]
 async fn the_client_side_talks_to_rustls_and_to_itself_with_client_certificates() {
     let pki = pki();
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        // Against tokio-rustls' server.
-        let (listener, addr) = listen().await;
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&pki, true));
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let tls = acceptor.accept(tcp).await.unwrap();
-            let (mut read, mut write) = tokio::io::split(tls);
-            tokio::io::copy(&mut read, &mut write).await
-        });
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut client =
-            switchyard_tls::connect(client_config(&pki, version, true), localhost(), tcp)
-                .await
-                .unwrap();
-        client_round_trips(&mut client).await;
-        server.await.unwrap().unwrap();
-
-        // Against its own server side.
-        let (listener, addr) = listen().await;
-        let config = server_config(&pki, true);
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let tls = switchyard_tls::accept(config, tcp).await.unwrap();
-            let (mut read, mut write) = tokio::io::split(tls);
-            tokio::io::copy(&mut read, &mut write).await
-        });
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut client =
-            switchyard_tls::connect(client_config(&pki, version, true), localhost(), tcp)
-                .await
-                .unwrap();
-        client_round_trips(&mut client).await;
-        server.await.unwrap().unwrap();
+        // Against tokio-rustls' server, then against its own server side.
+        for own_server in [false, true] {
+            let (listener, addr) = listen().await;
+            let config = server_config(&pki, true);
+            let server = tokio::spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                if own_server {
+                    copy_back(switchyard_tls::accept(config, tcp).await.unwrap()).await
+                } else {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    copy_back(acceptor.accept(tcp).await.unwrap()).await
+                }
+            });
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut client =
+                switchyard_tls::connect(client_config(&pki, version, true), localhost(), tcp)
+                    .await
+                    .unwrap();
+            client_round_trips(&mut client).await;
+            server.await.unwrap().unwrap();
+        }
     }
 }
 
