@@ -106,6 +106,15 @@ async fn listen() -> (TcpListener, std::net::SocketAddr) {
     (listener, addr)
 }
 
+/// Takes one connection from `listener` and runs the server side of its handshake.
+async fn accept_one(
+    listener: &TcpListener,
+    config: Arc<ServerConfig>,
+) -> std::io::Result<switchyard_tls::TlsStream<TcpStream>> {
+    let (tcp, _) = listener.accept().await.unwrap();
+    switchyard_tls::accept(config, tcp).await
+}
+
 fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").unwrap()
 }
@@ -121,8 +130,7 @@ fn pattern(len: usize, salt: u8) -> Vec<u8> {
 /// reader's size) in two-part vectored writes (a frame's header and payload), and once
 /// the client has closed, reports what it still holds.
 async fn echo_server(listener: TcpListener, config: Arc<ServerConfig>) -> usize {
-    let (tcp, _) = listener.accept().await.unwrap();
-    let mut tls = switchyard_tls::accept(config, tcp).await.unwrap();
+    let mut tls = accept_one(&listener, config).await.unwrap();
     let mut buf = [0u8; 256];
     loop {
         let n = tls.read(&mut buf).await.unwrap();
@@ -193,8 +201,7 @@ async fn a_large_write_to_a_slow_reader_arrives_whole() {
     let sent = pattern(4 * 1024 * 1024, 7);
     let expected = sent.clone();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = switchyard_tls::accept(config, tcp).await.unwrap();
+        let mut tls = accept_one(&listener, config).await.unwrap();
         tls.write_all(&sent).await.unwrap();
         tls.flush().await.unwrap();
         let held = tls.buffered();
@@ -257,8 +264,7 @@ async fn a_socket_closed_without_close_notify_is_an_unexpected_eof() {
     let (listener, addr) = listen().await;
     let config = server_config(&pki, false);
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = switchyard_tls::accept(config, tcp).await.unwrap();
+        let mut tls = accept_one(&listener, config).await.unwrap();
         let mut buf = [0u8; 64];
         let n = tls.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"hello");
@@ -284,10 +290,7 @@ async fn a_peer_that_does_not_speak_tls_is_refused_with_rustls_error() {
     let pki = pki();
     let (listener, addr) = listen().await;
     let config = server_config(&pki, false);
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        switchyard_tls::accept(config, tcp).await.err().unwrap()
-    });
+    let server = tokio::spawn(async move { accept_one(&listener, config).await.err().unwrap() });
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -317,8 +320,7 @@ async fn client_certificates_are_required_when_configured() {
         let (listener, addr) = listen().await;
         let config = server_config(&pki, true);
         let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let mut tls = switchyard_tls::accept(config, tcp).await?;
+            let mut tls = accept_one(&listener, config).await?;
             let mut buf = [0u8; 16];
             let n = tls.read(&mut buf).await?;
             tls.write_all(&buf[..n]).await?;
@@ -421,8 +423,7 @@ async fn the_client_side_refuses_a_server_of_another_name() {
     let (listener, addr) = listen().await;
     let config = server_config(&pki, false);
     tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let _ = switchyard_tls::accept(config, tcp).await;
+        let _ = accept_one(&listener, config).await;
     });
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("worker-9.internal").unwrap();
