@@ -305,10 +305,17 @@ async fn frame_with_opcode(
     }
 }
 
-/// A client frame (masked, as RFC 6455 requires) with a short payload.
+/// A client frame (masked, as RFC 6455 requires) with a payload under 64 KiB.
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    let mut frame = vec![0x80 | opcode];
+    match u16::try_from(payload.len()).expect("a payload under 64 KiB") {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&len.to_be_bytes());
+        }
+    }
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
@@ -330,6 +337,39 @@ async fn a_client_ping_gets_its_pong_and_a_client_close_its_echo() {
         .await
         .expect("no close echo within 5 s");
     assert_eq!(echo, 1000u16.to_be_bytes());
+}
+
+#[tokio::test]
+async fn frames_that_arrive_in_pieces_are_read_whole() {
+    let stack = Stack::start().await;
+    let mut tls = raw_upgrade(&stack, &stack.token("alice", &[], &[])).await;
+    // A ping, then a text frame long enough for a 16-bit length (JSON allows the
+    // trailing spaces), cut inside the first header, inside the second's extended
+    // length and inside both payloads; each piece its own TLS record and read.
+    let mut text = br#"{"op":"ping","ref":"in-pieces"}"#.to_vec();
+    text.resize(200, b' ');
+    let ping = masked(0x9, b"piecemeal");
+    let mut bytes = ping.clone();
+    bytes.extend(masked(0x1, &text));
+    let second = ping.len();
+    let cuts = [0, 1, 9, second + 3, second + 40, bytes.len()];
+    for piece in cuts.windows(2) {
+        tls.write_all(&bytes[piece[0]..piece[1]]).await.unwrap();
+        tls.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let pong = tokio::time::timeout(Duration::from_secs(5), frame_with_opcode(&mut tls, 0xA))
+        .await
+        .expect("no pong within 5 s");
+    assert_eq!(pong, b"piecemeal");
+    let reply = tokio::time::timeout(Duration::from_secs(5), frame_with_opcode(&mut tls, 0x1))
+        .await
+        .expect("no reply within 5 s");
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(
+        reply.contains(r#""op":"pong""#) && reply.contains("in-pieces"),
+        "{reply}"
+    );
 }
 
 #[tokio::test]

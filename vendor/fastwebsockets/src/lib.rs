@@ -287,6 +287,30 @@ impl<'f, S> WebSocketRead<S> {
     self.read_half.auto_apply_mask = auto_apply_mask;
   }
 
+  /// Switchyard patch: the next frame already buffered, without reading: what
+  /// `read_frame` would act on, with its obligated frame (a ping's pong, a close's
+  /// echo) for the caller to send. `(Ok(None), None)` when no whole frame is buffered:
+  /// then [`WebSocketRead::poll_fill`] reads more. A socket between frames holds no
+  /// read buffer this way, however long it waits.
+  pub fn next_buffered_frame(
+    &mut self,
+  ) -> (Result<Option<Frame<'f>>, WebSocketError>, Option<Frame<'f>>) {
+    self.read_half.next_buffered_frame()
+  }
+
+  /// Switchyard patch: reads what the stream has into the frame buffer; `Ok(0)` at
+  /// EOF. Between frames the bytes are read into a buffer lent by the polling thread
+  /// and only those that came are kept.
+  pub fn poll_fill(
+    &mut self,
+    cx: &mut std::task::Context<'_>,
+  ) -> std::task::Poll<Result<usize, WebSocketError>>
+  where
+    S: AsyncRead + Unpin,
+  {
+    self.read_half.poll_fill(cx, &mut self.stream)
+  }
+
   /// Reads a frame from the stream.
   pub async fn read_frame<R, E>(
     &mut self,
@@ -575,9 +599,15 @@ impl<'f, S> WebSocket<S> {
 
 const MAX_HEADER_SIZE: usize = 14;
 
-/// Switchyard patch: the read buffer of a socket waiting for its next frame. Client
-/// frames are mostly small; a bigger one reserves its own size below.
-const IDLE_READ_BUFFER: usize = 256;
+/// Switchyard patch: bytes read at once into the buffer lent by the polling thread.
+const LENT_READ_BUFFER: usize = 16 * 1024;
+
+thread_local! {
+  /// Switchyard patch: lent to one read at a time, between frames; what the read
+  /// brought is copied out at once.
+  static LENT: std::cell::RefCell<Box<[u8]>> =
+    std::cell::RefCell::new(vec![0; LENT_READ_BUFFER].into_boxed_slice());
+}
 
 impl ReadHalf {
   pub fn after_handshake(role: Role) -> Self {
@@ -608,11 +638,29 @@ impl ReadHalf {
   where
     S: AsyncRead + Unpin,
   {
-    let mut frame = match self.parse_frame_header(stream).await {
-      Ok(frame) => frame,
-      Err(e) => return (Err(e), None),
-    };
+    match self.parse_frame_header(stream).await {
+      Ok(frame) => self.process_frame(frame),
+      Err(e) => (Err(e), None),
+    }
+  }
 
+  /// Switchyard patch: what `read_frame_inner` returns, for a frame already buffered:
+  /// `(Ok(None), None)` when the buffer holds no whole frame.
+  pub(crate) fn next_buffered_frame<'f>(
+    &mut self,
+  ) -> (Result<Option<Frame<'f>>, WebSocketError>, Option<Frame<'f>>) {
+    match self.parse_buffered() {
+      Ok(Some(frame)) => self.process_frame(frame),
+      Ok(None) => (Ok(None), None),
+      Err(e) => (Err(e), None),
+    }
+  }
+
+  /// Unmasks a parsed frame and applies `auto_close`, `auto_pong` and the UTF-8 check.
+  fn process_frame<'f>(
+    &self,
+    mut frame: Frame<'f>,
+  ) -> (Result<Option<Frame<'f>>, WebSocketError>, Option<Frame<'f>>) {
     if self.role == Role::Server && self.auto_apply_mask {
       frame.unmask()
     };
@@ -670,61 +718,62 @@ impl ReadHalf {
   where
     S: AsyncRead + Unpin,
   {
-    macro_rules! eof {
-      ($n:expr) => {{
-        if $n == 0 {
-          return Err(WebSocketError::UnexpectedEOF);
-        }
-      }};
+    loop {
+      if let Some(frame) = self.parse_buffered()? {
+        return Ok(frame);
+      }
+      if std::future::poll_fn(|cx| self.poll_fill(cx, stream)).await? == 0 {
+        return Err(WebSocketError::UnexpectedEOF);
+      }
+    }
+  }
+
+  /// Switchyard patch: the header parse of upstream's `parse_frame_header`, over the
+  /// bytes already buffered: `Ok(None)` until a whole frame is there. A header is
+  /// checked as soon as it is whole, as upstream does, before its payload arrives.
+  fn parse_buffered<'a>(&mut self) -> Result<Option<Frame<'a>>, WebSocketError> {
+    let buf = &self.buffer[..];
+    if buf.len() < 2 {
+      return Ok(None);
     }
 
-    // Switchyard patch: an idle socket keeps only a small buffer. The last frame's
-    // allocation is let go once nothing of it is left to parse.
-    if self.buffer.is_empty() && self.buffer.capacity() != IDLE_READ_BUFFER {
-      self.buffer = BytesMut::with_capacity(IDLE_READ_BUFFER);
-    }
-
-    // Read the first two bytes
-    while self.buffer.remaining() < 2 {
-      eof!(stream.read_buf(&mut self.buffer).await?);
-    }
-
-    let fin = self.buffer[0] & 0b10000000 != 0;
-    let rsv1 = self.buffer[0] & 0b01000000 != 0;
-    let rsv2 = self.buffer[0] & 0b00100000 != 0;
-    let rsv3 = self.buffer[0] & 0b00010000 != 0;
+    let fin = buf[0] & 0b10000000 != 0;
+    let rsv1 = buf[0] & 0b01000000 != 0;
+    let rsv2 = buf[0] & 0b00100000 != 0;
+    let rsv3 = buf[0] & 0b00010000 != 0;
 
     if rsv1 || rsv2 || rsv3 {
       return Err(WebSocketError::ReservedBitsNotZero);
     }
 
-    let opcode = frame::OpCode::try_from(self.buffer[0] & 0b00001111)?;
-    let masked = self.buffer[1] & 0b10000000 != 0;
+    let opcode = frame::OpCode::try_from(buf[0] & 0b00001111)?;
+    let masked = buf[1] & 0b10000000 != 0;
 
-    let length_code = self.buffer[1] & 0x7F;
+    let length_code = buf[1] & 0x7F;
     let extra = match length_code {
       126 => 2,
       127 => 8,
       _ => 0,
     };
 
-    self.buffer.advance(2);
-    while self.buffer.remaining() < extra + masked as usize * 4 {
-      eof!(stream.read_buf(&mut self.buffer).await?);
+    let header_len = 2 + extra + masked as usize * 4;
+    if buf.len() < header_len {
+      return Ok(None);
     }
 
+    let mut header = &buf[2..header_len];
     let payload_len: usize = match extra {
       0 => usize::from(length_code),
-      2 => self.buffer.get_u16() as usize,
+      2 => header.get_u16() as usize,
       #[cfg(any(target_pointer_width = "64", target_pointer_width = "128"))]
-      8 => self.buffer.get_u64() as usize,
+      8 => header.get_u64() as usize,
       // On 32bit systems, usize is only 4bytes wide so we must check for usize overflowing
       #[cfg(any(
         target_pointer_width = "8",
         target_pointer_width = "16",
         target_pointer_width = "32"
       ))]
-      8 => match usize::try_from(self.buffer.get_u64()) {
+      8 => match usize::try_from(header.get_u64()) {
         Ok(length) => length,
         Err(_) => return Err(WebSocketError::FrameTooLarge),
       },
@@ -732,7 +781,7 @@ impl ReadHalf {
     };
 
     let mask = if masked {
-      Some(self.buffer.get_u32().to_be_bytes())
+      Some(header.get_u32().to_be_bytes())
     } else {
       None
     };
@@ -749,16 +798,63 @@ impl ReadHalf {
       return Err(WebSocketError::FrameTooLarge);
     }
 
-    // Reserve a bit more to try to get next frame header and avoid a syscall to read it next time
-    self.buffer.reserve(payload_len + MAX_HEADER_SIZE);
-    while payload_len > self.buffer.remaining() {
-      eof!(stream.read_buf(&mut self.buffer).await?);
+    if self.buffer.len() < header_len + payload_len {
+      // Reserve a bit more to try to get next frame header and avoid a syscall to read it next time
+      self
+        .buffer
+        .reserve(header_len + payload_len + MAX_HEADER_SIZE - self.buffer.len());
+      return Ok(None);
     }
 
+    self.buffer.advance(header_len);
     // if we read too much it will stay in the buffer, for the next call to this method
     let payload = self.buffer.split_to(payload_len);
-    let frame = Frame::new(fin, opcode, mask, Payload::Bytes(payload));
-    Ok(frame)
+    if self.buffer.is_empty() {
+      // Switchyard patch: an idle socket keeps no buffer; the frame's payload keeps
+      // what it needs of the allocation.
+      self.buffer = BytesMut::new();
+    }
+    Ok(Some(Frame::new(fin, opcode, mask, Payload::Bytes(payload))))
+  }
+
+  /// Switchyard patch: reads what the stream has, returning how many bytes (0 at EOF).
+  /// In the middle of a frame it reads into the buffer reserved for the frame; between
+  /// frames into a buffer lent by the polling thread, keeping only the bytes that came.
+  fn poll_fill<S>(
+    &mut self,
+    cx: &mut std::task::Context<'_>,
+    stream: &mut S,
+  ) -> std::task::Poll<Result<usize, WebSocketError>>
+  where
+    S: AsyncRead + Unpin,
+  {
+    use std::future::Future as _;
+    use std::task::Poll;
+    if self.buffer.capacity() > self.buffer.len() {
+      let read = std::pin::pin!(stream.read_buf(&mut self.buffer));
+      return read.poll(cx).map_err(WebSocketError::from);
+    }
+    LENT.with(|lent| {
+      let mut own;
+      let mut lent = lent.try_borrow_mut();
+      // Only if a stream were polled from inside another's read: a buffer of its own.
+      let scratch: &mut [u8] = match &mut lent {
+        Ok(lent) => &mut lent[..],
+        Err(_) => {
+          own = vec![0; LENT_READ_BUFFER];
+          &mut own[..]
+        }
+      };
+      let mut buf = tokio::io::ReadBuf::new(scratch);
+      match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => {
+          self.buffer.extend_from_slice(buf.filled());
+          Poll::Ready(Ok(buf.filled().len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+        Poll::Pending => Poll::Pending,
+      }
+    })
   }
 }
 

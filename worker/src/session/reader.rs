@@ -2,14 +2,13 @@
 //! socket: answers go through the session outbox, obligated frames and close requests
 //! through the writer's control channel.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
+use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
 use switchyard_broker::{BrokerError, Publish};
 use switchyard_protocol::frame::{split_pieces, ClientFrame, FrameError, ServerFrame};
 use switchyard_protocol::{CloseCode, ErrorCode, RoomName};
@@ -53,9 +52,6 @@ impl Liveness {
     }
 }
 
-/// Handing an obligated frame (a ping's pong, a close's echo) to the writer.
-type ObligatedSend = Pin<Box<dyn Future<Output = Result<(), queue::Closed>> + Send>>;
-
 /// A publish token bucket and a count of errors, per connection.
 struct Limits {
     tokens: f64,
@@ -77,105 +73,29 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     let mut reader = Reader {
         shared,
         session,
-        ctl: ctl.clone(),
+        ctl,
+        liveness,
         limits: Limits {
             tokens: f64::from(config.publish_burst),
             refilled: Instant::now(),
             strikes: 0,
             strikes_since: Instant::now(),
         },
+        fragments: None,
     };
-    let mut fragments: Option<(OpCode, Vec<u8>)> = None;
-    // Its future is boxed: fastwebsockets' frame read holds it inline, and the idle
-    // task would be sized for it (about 200 bytes) though a client's ping is rare.
-    let mut obligated = |frame: Frame<'_>| -> ObligatedSend {
-        let item = match frame.opcode {
-            OpCode::Close => Ctl::CloseEcho(frame.payload.to_vec()),
-            _ => Ctl::Pong(frame.payload.to_vec()),
-        };
-        let ctl = ctl.clone();
-        Box::pin(async move { ctl.send(item).await })
-    };
+    // The socket is read only when no whole frame is buffered. While it waits, the
+    // reader holds no read buffer and no frame read's state: the bytes are read into a
+    // buffer of the polling thread (vendored fastwebsockets, PATCHES.md), and only
+    // those that came are kept.
     loop {
-        let frame = match read.read_frame(&mut obligated).await {
-            Ok(frame) => frame,
-            Err(WebSocketError::FrameTooLarge) => {
-                return Box::pin(reader.close(CloseCode::TooLarge)).await
-            }
-            Err(WebSocketError::InvalidUTF8) => {
-                liveness.touch();
-                // Boxed, as every rare path here: the idle task is sized by what it awaits.
-                Box::pin(reader.reject(FrameError::new(
-                    ErrorCode::BadFrame,
-                    "text frame is not valid UTF-8",
-                )))
-                .await;
-                continue;
-            }
-            Err(
-                WebSocketError::UnexpectedEOF
-                | WebSocketError::IoError(_)
-                | WebSocketError::ConnectionClosed,
-            ) => {
-                return End::Lost;
-            }
-            Err(err) => {
-                debug!(error = %err, "websocket protocol error");
-                return Box::pin(reader.close(CloseCode::ProtocolError)).await;
-            }
-        };
-        liveness.touch();
-        shared
-            .metrics
-            .bytes_in
-            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
-        match frame.opcode {
-            OpCode::Text | OpCode::Binary if !frame.fin => {
-                if fragments.is_some() {
-                    return Box::pin(reader.close(CloseCode::ProtocolError)).await;
-                }
-                fragments = Some((frame.opcode, frame.payload.to_vec()));
-            }
-            OpCode::Continuation => {
-                let Some((opcode, buf)) = fragments.as_mut() else {
-                    return Box::pin(reader.close(CloseCode::ProtocolError)).await;
-                };
-                if buf.len() + frame.payload.len() > config.max_frame_bytes {
-                    return Box::pin(reader.close(CloseCode::TooLarge)).await;
-                }
-                buf.extend_from_slice(&frame.payload);
-                if frame.fin {
-                    let opcode = *opcode;
-                    let Some((_, message)) = fragments.take() else {
-                        continue;
-                    };
-                    Box::pin(reader.message(opcode, &message)).await;
-                }
-            }
-            OpCode::Text | OpCode::Binary => {
-                if fragments.is_some() {
-                    return Box::pin(reader.close(CloseCode::ProtocolError)).await;
-                }
-                // Boxed: a client's frames are few next to the deliveries, and an idle
-                // connection's task would otherwise be sized for handling one, with the
-                // broker calls behind it.
-                Box::pin(reader.message(frame.opcode, &frame.payload)).await;
-            }
-            OpCode::Pong => {
-                if let Ok(id) = <[u8; 8]>::try_from(&frame.payload[..]) {
-                    let _ = ctl.send(Ctl::Confirmed(u64::from_be_bytes(id))).await;
-                }
-            }
-            // The close echo went to the writer, which ends the connection.
-            OpCode::Close => return std::future::pending().await,
-            OpCode::Ping => {}
+        // Handled boxed: this loop is every connection's reader, sized by what it holds
+        // while it waits for bytes, which is nearly always.
+        if let Some(end) = Box::pin(reader.buffered(read)).await {
+            return end;
         }
-        if reader.limits.strikes > config.max_strikes {
-            debug!(
-                strikes = reader.limits.strikes,
-                "too many bad frames: closing with 1008"
-            );
-            return Box::pin(reader.close(CloseCode::Policy)).await;
+        match poll_fn(|cx| read.poll_fill(cx)).await {
+            Ok(0) | Err(_) => return End::Lost,
+            Ok(_) => {}
         }
     }
 }
@@ -184,10 +104,102 @@ struct Reader<'a> {
     shared: &'a Arc<Shared>,
     session: &'a Arc<Session>,
     ctl: queue::Sender<Ctl>,
+    liveness: &'a Liveness,
     limits: Limits,
+    /// A fragmented message being put together: its opcode and the payload so far.
+    fragments: Option<(OpCode, Vec<u8>)>,
 }
 
 impl Reader<'_> {
+    /// Acts on every whole frame buffered; `Some(end)` when the connection ends with
+    /// one, `None` once more bytes are needed.
+    async fn buffered<R: AsyncRead + Unpin>(&mut self, read: &mut WebSocketRead<R>) -> Option<End> {
+        let config = &self.shared.config;
+        loop {
+            let (frame, obligated) = read.next_buffered_frame();
+            let obliged = obligated.is_some();
+            if let Some(frame) = obligated {
+                let item = match frame.opcode {
+                    OpCode::Close => Ctl::CloseEcho(frame.payload.to_vec()),
+                    _ => Ctl::Pong(frame.payload.to_vec()),
+                };
+                if self.ctl.send(item).await.is_err() {
+                    return Some(End::Lost);
+                }
+            }
+            let frame = match frame {
+                Ok(Some(frame)) => frame,
+                Ok(None) if obliged => continue,
+                Ok(None) => return None,
+                Err(WebSocketError::FrameTooLarge) => {
+                    return Some(self.close(CloseCode::TooLarge).await)
+                }
+                Err(WebSocketError::InvalidUTF8) => {
+                    self.liveness.touch();
+                    self.reject(FrameError::new(
+                        ErrorCode::BadFrame,
+                        "text frame is not valid UTF-8",
+                    ))
+                    .await;
+                    continue;
+                }
+                Err(err) => {
+                    debug!(error = %err, "websocket protocol error");
+                    return Some(self.close(CloseCode::ProtocolError).await);
+                }
+            };
+            self.liveness.touch();
+            self.shared
+                .metrics
+                .bytes_in
+                .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+            match frame.opcode {
+                OpCode::Text | OpCode::Binary if !frame.fin => {
+                    if self.fragments.is_some() {
+                        return Some(self.close(CloseCode::ProtocolError).await);
+                    }
+                    self.fragments = Some((frame.opcode, frame.payload.to_vec()));
+                }
+                OpCode::Continuation => {
+                    let Some((opcode, buf)) = self.fragments.as_mut() else {
+                        return Some(self.close(CloseCode::ProtocolError).await);
+                    };
+                    if buf.len() + frame.payload.len() > config.max_frame_bytes {
+                        return Some(self.close(CloseCode::TooLarge).await);
+                    }
+                    buf.extend_from_slice(&frame.payload);
+                    if frame.fin {
+                        let opcode = *opcode;
+                        let Some((_, message)) = self.fragments.take() else {
+                            continue;
+                        };
+                        self.message(opcode, &message).await;
+                    }
+                }
+                OpCode::Text | OpCode::Binary => {
+                    if self.fragments.is_some() {
+                        return Some(self.close(CloseCode::ProtocolError).await);
+                    }
+                    self.message(frame.opcode, &frame.payload).await;
+                }
+                OpCode::Pong => {
+                    if let Ok(id) = <[u8; 8]>::try_from(&frame.payload[..]) {
+                        let _ = self.ctl.send(Ctl::Confirmed(u64::from_be_bytes(id))).await;
+                    }
+                }
+                // The close echo went to the writer, which ends the connection.
+                OpCode::Close => return std::future::pending().await,
+                OpCode::Ping => {}
+            }
+            if self.limits.strikes > config.max_strikes {
+                debug!(
+                    strikes = self.limits.strikes,
+                    "too many bad frames: closing with 1008"
+                );
+                return Some(self.close(CloseCode::Policy).await);
+            }
+        }
+    }
     /// Asks the writer to close, then waits for it to do so.
     async fn close(&self, code: CloseCode) -> End {
         let _ = self.ctl.send(Ctl::Close(code)).await;
