@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
@@ -162,21 +162,24 @@ impl<T> Receiver<T> {
     /// The next item, or `None` once every sender is gone and the queue is drained.
     /// Cancel-safe: an item is taken only when it is returned.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if let Some(item) = self.pop(&mut state) {
-                return Poll::Ready(Some(item));
-            }
-            if self.shared.senders.load(Ordering::Acquire) == 0 {
-                return Poll::Ready(None);
-            }
-            match &mut state.receiver_waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`Receiver::recv`] as a poll: `Ready(None)` once every sender is gone and the
+    /// queue is drained.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.shared.lock();
+        if let Some(item) = self.pop(&mut state) {
+            return Poll::Ready(Some(item));
+        }
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        match &mut state.receiver_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The next item if one is queued.

@@ -173,16 +173,23 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         return Box::pin(w.close(code)).await;
     }
     loop {
-        let event = tokio::select! {
-            biased;
-            _ = &mut wake => {
+        // In this order, as a `biased` select would, but without one: a select keeps
+        // its branches' futures (and a mask) in the waiting task, which this does not.
+        let event = poll_fn(|cx| {
+            if wake.as_mut().poll(cx).is_ready() {
                 wake.set(session.wake.notified());
-                Event::Wake
+                return Poll::Ready(Event::Wake);
             }
-            Some(item) = ctl.recv() => Event::Ctl(item),
-            _ = &mut timer => Event::Timer,
-            item = w.state.outbox.recv() => Event::Out(item),
-        };
+            // `None`: the reader is gone, and the connection ends with it.
+            if let Poll::Ready(Some(item)) = ctl.poll_recv(cx) {
+                return Poll::Ready(Event::Ctl(item));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Timer);
+            }
+            w.state.outbox.poll_recv(cx).map(Event::Out)
+        })
+        .await;
         let (due, fired) = (clock.next(), matches!(event, Event::Timer));
         // Handled boxed: this loop is every connection's task, sized by what it holds
         // while it waits, which is nearly always; an event's handling (the writes, with
