@@ -12,10 +12,9 @@ mod delivery;
 pub(crate) mod outbox;
 pub(crate) mod queue;
 mod reader;
+mod room_map;
 mod writer;
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,6 +23,7 @@ use tokio::sync::Notify;
 
 use cursor::Cursors;
 use outbox::OutItem;
+use room_map::RoomMap;
 
 /// What a token grants, replaced on `refresh`.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,8 +75,8 @@ pub(crate) struct Session {
     pub(crate) wake: Arc<Notify>,
     /// Changed through [`Session::change_terms`], which wakes the writer.
     pub(crate) terms: Mutex<Terms>,
-    /// Rooms this session is subscribed to, with their lag flags.
-    pub(crate) subs: Mutex<HashMap<RoomName, Arc<AtomicBool>>>,
+    /// Rooms this session is subscribed to.
+    pub(crate) subs: Mutex<RoomMap<()>>,
     pub(crate) attachment: Mutex<Attachment>,
     /// Signalled whenever `attachment` changes.
     pub(crate) attachment_changed: Notify,

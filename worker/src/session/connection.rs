@@ -259,7 +259,7 @@ pub(crate) async fn end_session(shared: &Shared, session: &Session) {
     session.attachment_changed.notify_waiters();
     lock(&shared.sessions).remove(&session.conn);
     let subs = std::mem::take(&mut *lock(&session.subs));
-    for room in subs.into_keys() {
+    for room in subs.into_rooms() {
         super::leave_room(shared, session, &room).await;
     }
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use switchyard_protocol::RoomName;
 
+use super::room_map::RoomMap;
+
 pub(crate) struct Cursor {
     /// Last seq written to the socket.
     pub(crate) last: u64,
@@ -25,23 +27,16 @@ pub(crate) struct Cursor {
 /// than never, which would rewind a resume to the start of its subscription.
 const MAX_PROBES: usize = 4;
 
-/// Every session has these. The rooms are a sorted `Vec`, not a `HashMap`: a session is
-/// in a room or a few, and a map's table for one room is about 180 bytes, the `Vec`'s 40.
 #[derive(Default)]
 pub(crate) struct Cursors {
-    rooms: Vec<(RoomName, Cursor)>,
+    rooms: RoomMap<Cursor>,
     /// Empty (unallocated) unless a ping awaits its pong.
     probes: VecDeque<(u64, Vec<(RoomName, u64)>)>,
 }
 
 impl Cursors {
-    fn find(&self, room: &RoomName) -> Result<usize, usize> {
-        self.rooms.binary_search_by(|(r, _)| r.cmp(room))
-    }
-
     pub(crate) fn get_mut(&mut self, room: &RoomName) -> Option<&mut Cursor> {
-        let i = self.find(room).ok()?;
-        Some(&mut self.rooms[i].1)
+        self.rooms.get_mut(room)
     }
 
     pub(crate) fn insert(&mut self, room: RoomName, start: u64, lagged: Arc<AtomicBool>) {
@@ -50,23 +45,15 @@ impl Cursors {
             confirmed: start,
             lagged,
         };
-        match self.find(&room) {
-            Ok(i) => self.rooms[i].1 = cursor,
-            Err(i) => self.rooms.insert(i, (room, cursor)),
-        }
+        self.rooms.insert(room, cursor);
     }
 
     pub(crate) fn remove(&mut self, room: &RoomName) {
-        if let Ok(i) = self.find(room) {
-            self.rooms.remove(i);
-        }
-        if self.rooms.is_empty() {
-            self.rooms = Vec::new();
-        }
+        self.rooms.remove(room);
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&RoomName, &mut Cursor)> {
-        self.rooms.iter_mut().map(|(room, cursor)| (&*room, cursor))
+        self.rooms.iter_mut()
     }
 
     /// Records the cursors as of a ping with this id (unless `MAX_PROBES` await their
@@ -110,7 +97,7 @@ impl Cursors {
     /// After a socket was lost: deliver again from what the client provably has.
     pub(crate) fn rewind(&mut self) {
         self.probes = VecDeque::new();
-        for (_, cursor) in &mut self.rooms {
+        for (_, cursor) in self.rooms.iter_mut() {
             if cursor.last != cursor.confirmed {
                 cursor.last = cursor.confirmed;
                 cursor
@@ -144,31 +131,6 @@ mod tests {
         let cursor = cursors.get_mut(&room).unwrap();
         assert_eq!((cursor.last, cursor.confirmed), (15, 15));
         assert!(lagged.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn rooms_are_found_whatever_order_they_came_in() {
-        let rooms: Vec<RoomName> = ["m", "a", "z", "b"]
-            .iter()
-            .map(|r| RoomName::parse(r).unwrap())
-            .collect();
-        let mut cursors = Cursors::default();
-        for (start, room) in rooms.iter().enumerate() {
-            cursors.insert(room.clone(), start as u64, Arc::default());
-        }
-        cursors.insert(rooms[2].clone(), 7, Arc::default());
-        cursors.remove(&rooms[1]);
-        assert!(cursors.get_mut(&rooms[1]).is_none());
-        let starts: Vec<u64> = [0, 2, 3]
-            .iter()
-            .map(|&i| cursors.get_mut(&rooms[i]).unwrap().last)
-            .collect();
-        assert_eq!(starts, [0, 7, 3]);
-        assert_eq!(cursors.iter_mut().count(), 3);
-        for room in &rooms {
-            cursors.remove(room);
-        }
-        assert_eq!(cursors.iter_mut().count(), 0);
     }
 
     #[test]

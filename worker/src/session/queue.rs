@@ -8,7 +8,6 @@
 //! lock held for a few instructions: the only other party is the one consumer.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -161,8 +160,9 @@ impl<T> Drop for Receiver<T> {
 impl<T> Receiver<T> {
     /// The next item, or `None` once every sender is gone and the queue is drained.
     /// Cancel-safe: an item is taken only when it is returned.
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// [`Receiver::recv`] as a poll: `Ready(None)` once every sender is gone and the

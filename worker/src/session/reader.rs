@@ -290,13 +290,13 @@ impl Reader<'_> {
                 let lagged = Arc::new(AtomicBool::new(false));
                 {
                     let mut subs = lock(&session.subs);
-                    if subs.contains_key(&room) {
+                    if subs.contains(&room) {
                         return Err(fail(
                             ErrorCode::AlreadySubscribed,
                             "already subscribed to this room",
                         ));
                     }
-                    subs.insert(room.clone(), lagged.clone());
+                    subs.insert(room.clone(), ());
                 }
                 let member = Member {
                     outbox: session.outbox.clone(),
