@@ -869,7 +869,9 @@ impl WriteHalf {
       auto_apply_mask: true,
       vectored: true,
       writev_threshold: 1024,
-      write_buffer: Vec::with_capacity(2),
+      // Switchyard patch: no allocation until a frame is copied into it (with a
+      // `writev_threshold` of 0, never).
+      write_buffer: Vec::new(),
     }
   }
 

@@ -103,6 +103,9 @@ async fn open(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Identity) -> O
             return None;
         }
     };
+    // Every frame goes out as a vectored write of its header and payload, never copied
+    // into a write buffer first: the buffer would stay with every idle socket.
+    ws.set_writev_threshold(0);
     let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
         debug!("worker full: closing with 1013");
         let code = CloseCode::TryAgainLater;
