@@ -15,7 +15,7 @@ use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, debug_span, info_span, Instrument};
 
 use super::cursor::Cursors;
 use super::writer::End;
@@ -48,7 +48,15 @@ pub(crate) fn serve(
     // Made in the caller, so it must not become a child of the caller's span (the
     // upgrade's), which would then stay open as long as the session: the gateway's
     // `handoff` span (or the client's context) is the session's parent.
-    let span = info_span!(parent: None, "session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty);
+    //
+    // At `debug` unless traces are exported: a session's own events log at
+    // `debug`, and at `info` the span would only hold the subscriber's copy of its
+    // fields, about 0.5 KB a connection for the connection's whole life.
+    let span = if switchyard_telemetry::trace::enabled() {
+        info_span!(parent: None, "session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty)
+    } else {
+        debug_span!(parent: None, "session", user.id = %identity.user, worker.id = %shared.id, conn.id = tracing::field::Empty)
+    };
     switchyard_telemetry::trace::set_parent(&span, identity.traceparent.as_deref());
     // Its own future, boxed and dropped before the connection runs: what the upgrade,
     // attach and welcome leave (the encoded `welcome`, the identity's strings) would
