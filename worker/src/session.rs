@@ -9,6 +9,7 @@
 pub(crate) mod connection;
 pub(crate) mod cursor;
 mod delivery;
+mod millis;
 pub(crate) mod outbox;
 pub(crate) mod queue;
 mod reader;

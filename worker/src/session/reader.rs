@@ -5,7 +5,6 @@
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
@@ -17,6 +16,7 @@ use tokio::io::AsyncRead;
 use tracing::{debug, Instrument as _};
 
 use super::connection::Ctl;
+use super::millis::Millis;
 use super::outbox::{OutItem, SubscribeItem};
 use super::writer::End;
 use super::{lock, queue, Grant, Session};
@@ -27,37 +27,35 @@ use crate::Shared;
 
 /// When the client was last heard from, read by the writer's heartbeat.
 pub(crate) struct Liveness {
-    started: Instant,
+    /// [`Millis`].
     last_seen_ms: AtomicU64,
 }
 
 impl Liveness {
     pub(crate) fn new() -> Liveness {
-        Liveness {
-            started: Instant::now(),
+        let liveness = Liveness {
             last_seen_ms: AtomicU64::new(0),
-        }
+        };
+        liveness.touch();
+        liveness
     }
 
     fn touch(&self) {
         self.last_seen_ms
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(Millis::now().as_u64(), Ordering::Relaxed);
     }
 
     pub(crate) fn silent_for(&self) -> std::time::Duration {
-        let last = self.last_seen_ms.load(Ordering::Relaxed);
-        std::time::Duration::from_millis(
-            (self.started.elapsed().as_millis() as u64).saturating_sub(last),
-        )
+        Millis::from_u64(self.last_seen_ms.load(Ordering::Relaxed)).elapsed()
     }
 }
 
 /// A publish token bucket and a count of errors, per connection.
 struct Limits {
     tokens: f64,
-    refilled: Instant,
+    refilled: Millis,
     strikes: u32,
-    strikes_since: Instant,
+    strikes_since: Millis,
 }
 
 pub(super) async fn run<R: AsyncRead + Unpin>(
@@ -77,9 +75,9 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
         liveness,
         limits: Limits {
             tokens: f64::from(config.publish_burst),
-            refilled: Instant::now(),
+            refilled: Millis::now(),
             strikes: 0,
-            strikes_since: Instant::now(),
+            strikes_since: Millis::now(),
         },
         fragments: None,
     };
@@ -213,8 +211,8 @@ impl Reader<'_> {
 
     async fn reject(&mut self, err: FrameError) {
         if err.code.is_client_fault() {
-            let now = Instant::now();
-            if now.duration_since(self.limits.strikes_since) > STRIKE_WINDOW {
+            let now = Millis::now();
+            if now.since(self.limits.strikes_since) > STRIKE_WINDOW {
                 self.limits.strikes = 0;
                 self.limits.strikes_since = now;
             }
@@ -528,8 +526,8 @@ impl Reader<'_> {
 
     fn take_publish_token(&mut self) -> bool {
         let config = &self.shared.config;
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.limits.refilled).as_secs_f64();
+        let now = Millis::now();
+        let elapsed = now.since(self.limits.refilled).as_secs_f64();
         self.limits.refilled = now;
         self.limits.tokens = (self.limits.tokens + elapsed * f64::from(config.publish_rate))
             .min(f64::from(config.publish_burst));

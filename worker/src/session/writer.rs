@@ -18,10 +18,11 @@ use switchyard_protocol::limits::REFRESH_NOTICE;
 use switchyard_protocol::CloseCode;
 use switchyard_telemetry::TraceId;
 use tokio::io::AsyncWrite;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tracing::debug;
 
 use super::connection::Ctl;
+use super::millis::Millis;
 use super::outbox::{OutItem, RoomFrame, SubscribeItem};
 use super::reader::Liveness;
 use super::{queue, Session, WriterState};
@@ -105,22 +106,22 @@ enum Event {
 struct Clock {
     /// The grant's expiry (seconds since the epoch) the token's times come from.
     exp: f64,
-    beat_at: Instant,
+    beat_at: Millis,
     /// When the token next needs the writer: its `refresh_required` notice, then, once
     /// `noticed`, its expiry.
-    token_at: Instant,
-    expire_at: Instant,
+    token_at: Millis,
+    expire_at: Millis,
     noticed: bool,
     ping_id: u64,
     /// Pongs confirm what the client has read (`super::cursor`): while messages flow, a
     /// probe goes out at least every [`PROBE_EVERY`], not just every heartbeat, so that
     /// a resume rewinds seconds, not to the start of the subscription.
-    last_probe: Instant,
+    last_probe: Millis,
 }
 
 impl Clock {
     /// One timer serves the heartbeat and the token: whichever is due first.
-    fn next(&self) -> Instant {
+    fn next(&self) -> Millis {
         self.beat_at.min(self.token_at)
     }
 }
@@ -149,7 +150,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     };
     let (close_first, exp) = session.close_and_expiry();
     let (token_at, expire_at) = expiry_times(exp, config.leeway);
-    let now = Instant::now();
+    let now = Millis::now();
     let mut clock = Clock {
         exp,
         beat_at: now + config.heartbeat,
@@ -162,7 +163,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     // Made once, not per event: each event is a delivery, and a new timer or waiter per
     // event costs a registration and a removal every time. One timer for the heartbeat
     // and the token: a second costs about 140 bytes a connection.
-    let timer = tokio::time::sleep_until(clock.next());
+    let timer = tokio::time::sleep_until(clock.next().instant());
     let wake = session.wake.notified();
     tokio::pin!(timer, wake);
     // A resumed session may have lag to fill right away.
@@ -198,7 +199,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             return Ok(end);
         }
         if fired || clock.next() != due {
-            timer.as_mut().reset(clock.next());
+            timer.as_mut().reset(clock.next().instant());
         }
     }
 }
@@ -216,14 +217,14 @@ fn wall_clock_us() -> u64 {
 
 /// When to send `refresh_required` (min(30 s, half the token's life) before `exp`) and
 /// when to close for expiry (`exp` plus leeway).
-fn expiry_times(exp: f64, leeway: Duration) -> (Instant, Instant) {
+fn expiry_times(exp: f64, leeway: Duration) -> (Millis, Millis) {
     let now_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let left = Duration::from_secs_f64((exp - now_secs).clamp(0.0, 1e9));
     let notice = REFRESH_NOTICE.min(left / 2);
-    let now = Instant::now();
+    let now = Millis::now();
     (now + left.saturating_sub(notice), now + left + leeway)
 }
 
@@ -284,7 +285,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     /// The timer fired: the token's notice or expiry, the heartbeat, or both.
     async fn due(&mut self, clock: &mut Clock, liveness: &Liveness) -> Result<Option<End>, Gone> {
         let config = &self.shared.config;
-        let now = Instant::now();
+        let now = Millis::now();
         if now >= clock.token_at {
             if clock.noticed {
                 debug!("token expired and was not refreshed: closing with 1008");
@@ -292,10 +293,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             }
             clock.noticed = true;
             clock.token_at = clock.expire_at;
-            let left = clock
-                .expire_at
-                .saturating_duration_since(now)
-                .saturating_sub(config.leeway);
+            let left = clock.expire_at.since(now).saturating_sub(config.leeway);
             let line = ServerFrame::RefreshRequired {
                 expires_in_ms: left.as_millis() as u64,
             }
@@ -311,7 +309,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             }
             clock.ping_id += 1;
             self.probe(clock.ping_id).await?;
-            clock.last_probe = Instant::now();
+            clock.last_probe = Millis::now();
             // Retries catch-ups that failed while the broker was away.
             return self.catch_up_lagged().await;
         }
@@ -324,7 +322,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         &mut self,
         first: OutItem,
         ping_id: &mut u64,
-        last_probe: &mut Instant,
+        last_probe: &mut Millis,
     ) -> Result<Option<End>, Gone> {
         if let Some(end) = self.item(first).await? {
             return Ok(Some(end));
@@ -345,7 +343,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         if last_probe.elapsed() >= PROBE_EVERY && self.state.cursors.unconfirmed() {
             *ping_id += 1;
             self.probe(*ping_id).await?;
-            *last_probe = Instant::now();
+            *last_probe = Millis::now();
         }
         Ok(None)
     }
