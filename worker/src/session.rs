@@ -58,8 +58,9 @@ pub(crate) enum Attachment {
     Attached {
         release: bool,
     },
+    /// Boxed: every session holds an `Attachment`, and only a detached one the state.
     Detached {
-        state: WriterState,
+        state: Box<WriterState>,
         since: Instant,
     },
     Ended,

@@ -224,7 +224,7 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                     else {
                         unreachable!("matched Detached above")
                     };
-                    return Some(state);
+                    return Some(*state);
                 }
             }
         }
@@ -241,7 +241,10 @@ async fn finish(shared: &Arc<Shared>, session: &Arc<Session>, state: WriterState
     let keep = matches!(end, End::Lost | End::TakenOver) && !shared.is_draining();
     if keep {
         let since = Instant::now();
-        *lock(&session.attachment) = Attachment::Detached { state, since };
+        *lock(&session.attachment) = Attachment::Detached {
+            state: Box::new(state),
+            since,
+        };
         session.attachment_changed.notify_waiters();
         let (shared, session) = (shared.clone(), session.clone());
         shared.clone().tracker.spawn(async move {
