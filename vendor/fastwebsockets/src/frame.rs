@@ -309,7 +309,12 @@ impl<'f> Frame<'f> {
     // Slightly more optimized than (unstable) write_all_vectored for 2 iovecs.
     while n <= size {
       b[0] = IoSlice::new(&head[n..size]);
-      n += stream.write_vectored(&b).await?;
+      // Switchyard patch: a stream that takes nothing fails the write, as
+      // `write_all` does, instead of looping here forever.
+      match stream.write_vectored(&b).await? {
+        0 => return Err(std::io::ErrorKind::WriteZero.into()),
+        written => n += written,
+      }
     }
 
     // Header out of the way.

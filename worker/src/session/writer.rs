@@ -519,3 +519,74 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, IoSlice};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use fastwebsockets::{Frame, Payload, Role};
+    use tokio::io::AsyncWrite;
+
+    /// A socket that takes nothing and never says why.
+    struct TakesNothing;
+
+    impl AsyncWrite for TakesNothing {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(0))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(0))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The writer sends every frame as a vectored write (`writev_threshold` 0), which
+    /// upstream fastwebsockets retries forever when it takes nothing (vendored patch).
+    #[test]
+    fn a_socket_that_takes_nothing_fails_the_write_instead_of_spinning() {
+        // On a thread of its own, so that a spinning write fails the test, not hangs it.
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let failed = runtime.block_on(async {
+                let (_, mut write) = fastwebsockets::after_handshake_split(
+                    tokio::io::empty(),
+                    TakesNothing,
+                    Role::Server,
+                );
+                write.set_writev_threshold(0);
+                write
+                    .write_frame(Frame::text(Payload::Borrowed(b"hello")))
+                    .await
+                    .is_err()
+            });
+            let _ = done.send(failed);
+        });
+        assert_eq!(outcome.recv_timeout(Duration::from_secs(5)), Ok(true));
+    }
+}
