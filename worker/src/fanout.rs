@@ -25,7 +25,7 @@ use tracing::debug;
 
 use crate::metrics::Metrics;
 use crate::room::{lock, LocalRoom, Member, RoomSettings};
-use crate::session::outbox::{OutItem, RoomFrame};
+use crate::session::outbox::{OutItem, RoomEvent, RoomFrame};
 use crate::session::queue::TrySendError;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -270,11 +270,12 @@ impl FanOut {
         let Some(local) = self.members() else { return };
         let members: &HashMap<Arc<str>, Member> =
             &local.members.read().unwrap_or_else(|e| e.into_inner());
+        let event = Arc::new(RoomEvent {
+            room: self.room.clone(),
+            line,
+        });
         for member in members.values() {
-            let _ = member.outbox.try_send(OutItem::RoomEvent {
-                room: self.room.clone(),
-                line: line.clone(),
-            });
+            let _ = member.outbox.try_send(OutItem::RoomEvent(event.clone()));
         }
     }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, Instrument as _};
 
 use super::connection::Ctl;
 use super::millis::Millis;
-use super::outbox::{OutItem, SubscribeItem};
+use super::outbox::{OutItem, SubscribeItem, UnsubscribeItem};
 use super::writer::End;
 use super::{lock, queue, Grant, Session};
 use crate::config::STRIKE_WINDOW;
@@ -219,7 +219,7 @@ impl Reader<'_> {
             self.limits.strikes += 1;
         }
         tracing::trace!(code = err.code.as_str(), "frame rejected");
-        self.send(OutItem::Line(err.to_server_frame().encode()))
+        self.send(OutItem::line(err.to_server_frame().encode()))
             .await;
     }
 
@@ -357,7 +357,11 @@ impl Reader<'_> {
                     ));
                 }
                 super::leave_room(shared, session, &room).await;
-                self.send(OutItem::Unsubscribe { room, reference }).await;
+                self.send(OutItem::Unsubscribe(Box::new(UnsubscribeItem {
+                    room,
+                    reference,
+                })))
+                .await;
             }
             ClientFrame::Pub {
                 room,
@@ -395,7 +399,7 @@ impl Reader<'_> {
                     BrokerError::Internal(_) => fail(ErrorCode::Internal, "internal error"),
                 })?;
                 if let Some(line) = ack {
-                    self.send(OutItem::Line(line)).await;
+                    self.send(OutItem::line(line)).await;
                 }
             }
             ClientFrame::Presence { room, reference } => {
@@ -414,7 +418,7 @@ impl Reader<'_> {
                     members,
                 }
                 .encode();
-                self.send(OutItem::Line(line)).await;
+                self.send(OutItem::line(line)).await;
             }
             ClientFrame::Refresh { token, reference } => {
                 let verified = match &shared.verifier {
@@ -451,10 +455,10 @@ impl Reader<'_> {
                     exp: exp as u64,
                 }
                 .encode();
-                self.send(OutItem::Line(line)).await;
+                self.send(OutItem::line(line)).await;
             }
             ClientFrame::Ping { reference } => {
-                self.send(OutItem::Line(
+                self.send(OutItem::line(
                     ServerFrame::Pong {
                         reference: reference.as_deref().map(Into::into),
                     }

@@ -23,7 +23,7 @@ use tracing::debug;
 
 use super::connection::Ctl;
 use super::millis::Millis;
-use super::outbox::{OutItem, RoomFrame, SubscribeItem};
+use super::outbox::{OutItem, RoomFrame, SubscribeItem, UnsubscribeItem};
 use super::reader::Liveness;
 use super::{queue, Session, WriterState};
 use crate::Shared;
@@ -481,9 +481,9 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 // Rare paths are boxed so that they do not size every connection's task.
                 return Box::pin(self.catch_up(&frame.room)).await;
             }
-            OutItem::RoomEvent { room, line } => {
-                if self.state.cursors.get_mut(&room).is_some() {
-                    self.push(&line).await?;
+            OutItem::RoomEvent(event) => {
+                if self.state.cursors.get_mut(&event.room).is_some() {
+                    self.push(&event.line).await?;
                 }
             }
             OutItem::Line(line) => self.push(&line).await?,
@@ -506,7 +506,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 };
                 Box::pin(self.subscribe(room, start, reference, lagged)).await?;
             }
-            OutItem::Unsubscribe { room, reference } => {
+            OutItem::Unsubscribe(item) => {
+                let UnsubscribeItem { room, reference } = *item;
                 self.state.cursors.remove(&room);
                 let line = ServerFrame::Unsubscribed {
                     room: room.as_str().into(),
