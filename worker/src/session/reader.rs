@@ -86,14 +86,14 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     // buffer of the polling thread (vendored fastwebsockets, PATCHES.md), and only
     // those that came are kept.
     loop {
+        match poll_fn(|cx| read.poll_fill(cx)).await {
+            Ok(0) | Err(_) => return End::Lost,
+            Ok(_) => {}
+        }
         // Handled boxed: this loop is every connection's reader, sized by what it holds
         // while it waits for bytes, which is nearly always.
         if let Some(end) = Box::pin(reader.buffered(read)).await {
             return end;
-        }
-        match poll_fn(|cx| read.poll_fill(cx)).await {
-            Ok(0) | Err(_) => return End::Lost,
-            Ok(_) => {}
         }
     }
 }
@@ -171,14 +171,17 @@ impl Reader<'_> {
                         let Some((_, message)) = self.fragments.take() else {
                             continue;
                         };
-                        self.message(opcode, &message).await;
+                        Box::pin(self.message(opcode, &message)).await;
                     }
                 }
                 OpCode::Text | OpCode::Binary => {
                     if self.fragments.is_some() {
                         return Some(self.close(CloseCode::ProtocolError).await);
                     }
-                    self.message(frame.opcode, &frame.payload).await;
+                    // Boxed: a read that brings only pongs (one a second per socket
+                    // while messages flow) is not sized for handling a message, with
+                    // the broker calls behind it.
+                    Box::pin(self.message(frame.opcode, &frame.payload)).await;
                 }
                 OpCode::Pong => {
                     if let Ok(id) = <[u8; 8]>::try_from(&frame.payload[..]) {
