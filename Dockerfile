@@ -21,16 +21,18 @@ WORKDIR /src
 # 1. Dependencies. cargo reads the whole workspace to resolve it, so every member's
 # manifest is here, each with an empty target file; vendor/ holds the patched
 # dependency of `[patch.crates-io]` (vendor/fastwebsockets/PATCHES.md).
+# scripts/check-dockerfile.py checks these lists against the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY protocol/Cargo.toml protocol/
 COPY telemetry/Cargo.toml telemetry/
+COPY tls/Cargo.toml tls/
 COPY broker/Cargo.toml broker/
 COPY gateway/Cargo.toml gateway/
 COPY worker/Cargo.toml worker/
 COPY client/Cargo.toml client/
 COPY testkit/Cargo.toml testkit/
 COPY vendor/ vendor/
-RUN for crate in protocol telemetry broker gateway worker client testkit; do \
+RUN for crate in protocol telemetry tls broker gateway worker client testkit; do \
       mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
     done \
     && mkdir -p src && echo 'fn main() {}' > src/main.rs \
@@ -48,7 +50,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    find src protocol telemetry broker gateway worker client testkit -name '*.rs' \
+    find src protocol telemetry tls broker gateway worker client testkit -name '*.rs' \
       -exec touch {} + \
     && cargo build --release --locked --bin switchyard \
     && install -D -m 0755 target/release/switchyard /out/switchyard

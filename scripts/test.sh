@@ -86,6 +86,10 @@ npm_ci() {
 # The shipped Envoy configs against Envoy's API (with a self-test that broken ones fail).
 scripts/check-envoy.sh
 
+# The Dockerfile's dependency layer against the workspace's members (no Docker needed).
+python3 scripts/check-dockerfile.py --self-test
+python3 scripts/check-dockerfile.py
+
 cargo test --workspace --locked "$@"
 
 # The Kubernetes manifests: rendered with kubectl's kustomize, checked offline by
