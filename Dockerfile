@@ -16,13 +16,20 @@ ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12
 
 FROM ${RUST_IMAGE} AS build
+# make: jemalloc, the binary's allocator, is built from C by tikv-jemalloc-sys (the slim
+# image has gcc but no make).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
 # 1. Dependencies. cargo reads the whole workspace to resolve it, so every member's
 # manifest is here, each with an empty target file; vendor/ holds the patched
-# dependency of `[patch.crates-io]` (vendor/fastwebsockets/PATCHES.md).
+# dependency of `[patch.crates-io]` (vendor/fastwebsockets/PATCHES.md); .cargo/ sets
+# jemalloc's compiled-in options.
 # scripts/check-dockerfile.py checks these lists against the workspace.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo/ .cargo/
 COPY protocol/Cargo.toml protocol/
 COPY telemetry/Cargo.toml telemetry/
 COPY tls/Cargo.toml tls/

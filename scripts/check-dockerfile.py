@@ -6,11 +6,12 @@
 The Dockerfile compiles the dependencies from the manifests alone, with an empty
 stand-in for each workspace crate, so every member must be named three times (its
 manifest copied, a stand-in made, its sources touched), every explicit `[[test]]` of
-the root package needs a stand-in. A member added to the workspace and not to
+the root package needs a stand-in, and `.cargo/` (jemalloc's compiled-in options) must
+be there before the first `cargo build`. A member added to the workspace and not to
 the Dockerfile breaks `docker build` at its first step, which no other test runs.
 
---self-test: Dockerfiles broken on purpose (a member left out of each list in turn)
-must each be refused.
+--self-test: Dockerfiles broken on purpose (a member left out of each list in turn,
+.cargo/ copied too late) must each be refused.
 """
 
 import re
@@ -57,6 +58,8 @@ def problems_of(dockerfile, members, test_dirs):
     for test in test_dirs:
         if test not in tests:
             problems.append(f"[[test]] tests/{test}: no stand-in main.rs (the `for t in` list)")
+    if not re.search(r"^COPY \.cargo/ \.cargo/$", deps_layer, re.M):
+        problems.append(".cargo/ (jemalloc's options) is not copied before the first build")
     return problems
 
 
@@ -87,6 +90,9 @@ def self_test(dockerfile, members, test_dirs):
         breaks[f"tests/{test} without a stand-in"] = without(
             dockerfile, r"for t in ([^;]+); do", test
         )
+    breaks[".cargo/ copied late"] = dockerfile.replace("COPY .cargo/ .cargo/\n", "").replace(
+        "COPY . .\n", "COPY . .\nCOPY .cargo/ .cargo/\n"
+    )
     missed = [name for name, text in breaks.items() if not problems_of(text, members, test_dirs)]
     for name in missed:
         print(f"check-dockerfile: self-test: not caught: {name}", file=sys.stderr)

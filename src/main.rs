@@ -27,6 +27,14 @@ use tracing::{info, warn};
 /// `EX_USAGE`: a configuration or flag problem the user must fix.
 const EXIT_USAGE: u8 = 64;
 
+/// jemalloc rather than glibc's malloc: glibc keeps what a burst of connects freed (a
+/// gateway's in-flight upgrades, presence events queued while rooms fill) for the life
+/// of the process, and jemalloc gives it back after a second unused, from a thread of
+/// its own (`.cargo/config.toml`). Idle memory per connection: BENCHMARKS.md, change 22.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
