@@ -10,7 +10,7 @@
 //! the entry by the next process that writes it, and is not counted by [`Presence::members`].
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,8 +51,9 @@ pub(super) struct Presence {
     /// This process's name in entries; unique per process.
     holder: String,
     /// The connections this process holds, per key; a key whose write failed stays here
-    /// (maybe empty) until a refresh has written it.
-    held: Mutex<HashMap<String, Held>>,
+    /// (maybe empty) until a refresh has written it. One per user and room held: its
+    /// slot and what it owns are kept small and exact (BENCHMARKS.md, change 24).
+    held: Mutex<HashMap<Box<str>, Held>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// `_alive_<holder>` has been written since this process started.
     alive_written: AtomicBool,
@@ -62,10 +63,12 @@ pub(super) struct Presence {
 struct Held {
     room: RoomName,
     user: UserId,
-    conns: HashSet<String>,
+    /// This process's connections of the user in the room: nearly always one, so a list
+    /// (a set's smallest table is about 100 bytes).
+    conns: Vec<Box<str>>,
     /// The entry as this process last wrote or read it (revision, value): a refresh
     /// writes it back on that revision, and reads only if someone wrote in between.
-    stored: Option<(u64, Bytes)>,
+    stored: Option<(u64, Box<[u8]>)>,
 }
 
 /// What a sync of one key is for.
@@ -90,11 +93,13 @@ pub(super) fn holds_anyone(value: &[u8]) -> bool {
     !decode(value).is_empty()
 }
 
-fn encode(holders: &Holders) -> Bytes {
+/// Exactly the bytes of the value: a copy is kept per key held (serde_json starts its
+/// buffer at 128 bytes).
+fn encode(holders: &Holders) -> Box<[u8]> {
     // A map of strings to integers always serializes.
     serde_json::to_vec(holders)
         .expect("presence entry serializes")
-        .into()
+        .into_boxed_slice()
 }
 
 /// The event a write owes, given whether this holder had connections in the entry before
@@ -133,15 +138,17 @@ impl Presence {
         let _turn = self.stripe(&key).lock().await;
         {
             let mut held = lock(&self.held);
-            let entry = held.entry(key.clone()).or_insert_with(|| Held {
+            let entry = held.entry(key.as_str().into()).or_insert_with(|| Held {
                 room: room.clone(),
                 user: user.clone(),
-                conns: HashSet::new(),
+                conns: Vec::new(),
                 stored: None,
             });
-            if !entry.conns.insert(conn.to_string()) {
+            if entry.conns.iter().any(|held| **held == *conn) {
                 return Ok(());
             }
+            entry.conns.reserve_exact(1);
+            entry.conns.push(conn.into());
             entry.stored = None;
         }
         if !self.alive_written.load(Ordering::Relaxed) {
@@ -161,12 +168,13 @@ impl Presence {
         let _turn = self.stripe(&key).lock().await;
         {
             let mut held = lock(&self.held);
-            let Some(entry) = held.get_mut(&key) else {
+            let Some(entry) = held.get_mut(key.as_str()) else {
                 return Ok(());
             };
-            if !entry.conns.remove(conn) {
+            let Some(at) = entry.conns.iter().position(|held| **held == *conn) else {
                 return Ok(());
-            }
+            };
+            entry.conns.swap_remove(at);
             // What was stored counts the connection gone: a refresh must not write it back.
             entry.stored = None;
         }
@@ -239,7 +247,7 @@ impl Presence {
                     .map_err(|e| unavailable("delete presence", e))
             } else {
                 self.kv
-                    .update(key, value.clone(), revision)
+                    .update(key, Bytes::copy_from_slice(&value), revision)
                     .await
                     .map_err(|e| unavailable("write presence", e))
             };
@@ -357,7 +365,7 @@ impl Presence {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let keys: Vec<(String, RoomName, UserId)> = lock(&self.held)
+            let keys: Vec<(Box<str>, RoomName, UserId)> = lock(&self.held)
                 .iter()
                 .map(|(key, held)| (key.clone(), held.room.clone(), held.user.clone()))
                 .collect();
@@ -401,7 +409,11 @@ impl Presence {
         let _turn = self.stripe(key).lock().await;
         let stored = lock(&self.held).get(key).and_then(|h| h.stored.clone());
         if let Some((revision, value)) = stored {
-            if let Ok(revision) = self.kv.update(key, value.clone(), revision).await {
+            let written = self
+                .kv
+                .update(key, Bytes::copy_from_slice(&value), revision)
+                .await;
+            if let Ok(revision) = written {
                 if let Some(held) = lock(&self.held).get_mut(key) {
                     held.stored = Some((revision, value));
                 }
