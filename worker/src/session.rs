@@ -66,10 +66,15 @@ pub(crate) enum Attachment {
     Ended,
 }
 
+/// The length of a resume token, before encoding.
+pub(crate) const RESUME_TOKEN_BYTES: usize = 24;
+
 pub(crate) struct Session {
     pub(crate) conn: Arc<str>,
     pub(crate) user: UserId,
-    pub(crate) resume_token: String,
+    /// The secret a sticky reconnect presents to resume this session: random bytes,
+    /// sent base64url-encoded in `welcome` and kept raw here (no allocation of its own).
+    pub(crate) resume_token: [u8; RESUME_TOKEN_BYTES],
     pub(crate) outbox: queue::Sender<OutItem>,
     /// The writer's one wake-up for whatever it must look at again: a room fan-out
     /// marked lagged, changed terms, a takeover. One `Notify` rather than one per cause:

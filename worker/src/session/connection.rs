@@ -19,7 +19,9 @@ use tracing::{debug, debug_span, info_span, Instrument};
 
 use super::cursor::Cursors;
 use super::writer::End;
-use super::{lock, queue, reader, writer, Attachment, Grant, Session, Terms, WriterState};
+use super::{
+    lock, queue, reader, writer, Attachment, Grant, Session, Terms, WriterState, RESUME_TOKEN_BYTES,
+};
 use crate::Shared;
 
 /// Obligated frames and requests from the reader to the writer.
@@ -130,7 +132,7 @@ async fn open(shared: Arc<Shared>, upgrade: UpgradeFut, identity: Identity) -> O
         conn: (&*session.conn).into(),
         worker: (&*shared.id).into(),
         resume: format!("/ws/{}/{}", shared.id, session.conn).into(),
-        resume_token: session.resume_token.as_str().into(),
+        resume_token: URL_SAFE_NO_PAD.encode(session.resume_token).into(),
         heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
         resumed,
         user: session.user.as_str().into(),
@@ -166,7 +168,9 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         let found = lock(&shared.sessions).get(conn.as_str()).cloned();
         if let Some(session) = found {
             let owner = session.user == identity.user
-                && constant_time_eq(session.resume_token.as_bytes(), token.as_bytes());
+                && URL_SAFE_NO_PAD
+                    .decode(token)
+                    .is_ok_and(|token| constant_time_eq(&session.resume_token, &token));
             if owner {
                 if let Some(mut state) = take_over(&session).await {
                     state.cursors.rewind();
@@ -287,9 +291,8 @@ fn new_conn_id() -> String {
     format!("c_{id}")
 }
 
-fn new_resume_token() -> String {
-    let bytes: [u8; 24] = rand::rng().random();
-    URL_SAFE_NO_PAD.encode(bytes)
+fn new_resume_token() -> [u8; RESUME_TOKEN_BYTES] {
+    rand::rng().random()
 }
 
 /// Compares secrets without an early exit, so timing does not reveal a prefix.
