@@ -66,7 +66,8 @@ impl Batch {
         self.buf.len() >= self.max
     }
 
-    /// Lets go of the buffers once the outbox is drained: an idle socket keeps none.
+    /// Lets go of the buffers once the outbox is drained (at every flush that leaves
+    /// it empty): an idle socket keeps none.
     /// Keeping what an ordinary frame needs (up to 512 bytes) cost every idle socket
     /// its last frame's size, about 340 bytes after rooms filled, to save an allocation
     /// per write that is tens of nanoseconds beside the write's microseconds.
@@ -330,9 +331,6 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             }
         }
         self.flush().await?;
-        if self.state.outbox.is_empty() {
-            self.batch.release();
-        }
         if last_probe.elapsed() >= PROBE_EVERY && self.state.cursors.unconfirmed() {
             *ping_id += 1;
             self.probe(*ping_id).await?;
@@ -385,7 +383,16 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             .await
     }
 
+    /// Writes the batch, if any; then lets its buffers go unless more is queued.
     pub(super) async fn flush(&mut self) -> Result<(), Gone> {
+        let result = self.write_batch().await;
+        if self.state.outbox.is_empty() {
+            self.batch.release();
+        }
+        result
+    }
+
+    async fn write_batch(&mut self) -> Result<(), Gone> {
         if self.batch.buf.is_empty() {
             return Ok(());
         }
