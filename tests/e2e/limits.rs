@@ -339,6 +339,39 @@ async fn a_client_ping_gets_its_pong_and_a_client_close_its_echo() {
     assert_eq!(echo, 1000u16.to_be_bytes());
 }
 
+/// RFC 6455 §5.5.3 lets an endpoint answer only the latest of several pings: a flood
+/// of pings gets pongs in the order sent, ending with the last ping's, and the
+/// connection keeps serving.
+#[tokio::test]
+async fn a_flood_of_client_pings_is_answered_up_to_the_latest() {
+    let stack = Stack::start().await;
+    let mut tls = raw_upgrade(&stack, &stack.token("alice", &[], &[])).await;
+    let mut flood = Vec::new();
+    for i in 0..200u32 {
+        flood.extend(masked(0x9, format!("ping {i:03}").as_bytes()));
+    }
+    tls.write_all(&flood).await.unwrap();
+    let mut last = None;
+    while last.as_deref() != Some("ping 199") {
+        let pong = tokio::time::timeout(Duration::from_secs(5), frame_with_opcode(&mut tls, 0xA))
+            .await
+            .expect("no pong of the last ping within 5 s");
+        let pong = String::from_utf8(pong).unwrap();
+        assert!(
+            pong.starts_with("ping ") && last.as_ref().is_none_or(|last| pong > *last),
+            "pong {pong:?} after {last:?}"
+        );
+        last = Some(pong);
+    }
+    tls.write_all(&masked(0x1, br#"{"op":"ping","ref":"after"}"#))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), frame_with_opcode(&mut tls, 0x1))
+        .await
+        .expect("no reply within 5 s");
+    assert!(String::from_utf8(reply).unwrap().contains("after"));
+}
+
 #[tokio::test]
 async fn frames_that_arrive_in_pieces_are_read_whole() {
     let stack = Stack::start().await;

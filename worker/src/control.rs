@@ -43,7 +43,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     debug!(user.id = %user, sessions = sessions.len(), "disconnecting user");
                     for session in sessions {
                         let detached =
-                            matches!(&*lock(&session.attachment), Attachment::Detached { .. });
+                            matches!(&*lock(&session.attachment), Attachment::Detached(_));
                         if detached {
                             end_session(&shared, &session).await;
                         } else {

@@ -33,7 +33,7 @@ async fn close_all(shared: &Arc<Shared>, code: CloseCode, grace: Duration) {
         "closing every session"
     );
     for session in &sessions {
-        let detached = matches!(&*lock(&session.attachment), Attachment::Detached { .. });
+        let detached = matches!(&*lock(&session.attachment), Attachment::Detached(_));
         if detached {
             end_session(shared, session).await;
         } else {

@@ -17,12 +17,12 @@ mod room_map;
 mod writer;
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use switchyard_protocol::{CloseCode, RoomName, Scope, UserId};
 use tokio::sync::Notify;
 
 use cursor::Cursors;
+use millis::Millis;
 use outbox::OutItem;
 use room_map::RoomMap;
 
@@ -35,15 +35,40 @@ pub(crate) struct Grant {
 }
 
 /// What the writer acts on when it changes. Behind a mutex, its changes told through the
-/// session's `wake`, not in a `watch` channel: one of those costs about 400 bytes, and
-/// every session has this.
-#[derive(Debug, Clone)]
+/// session's `wake`, not in a `watch` channel (one of those costs about 400 bytes), and
+/// the reader's requests here too rather than in a queue of their own (128 bytes): every
+/// session has this.
+#[derive(Debug)]
 pub(crate) struct Terms {
     /// Replaced on `refresh`: the writer moves its expiry timer.
     pub(crate) grant: Grant,
-    /// A close the server wants (drain, disconnect): the writer sends it, or, if the
-    /// socket was already gone, the writer of the socket that resumes the session.
+    /// A close the server wants (drain, disconnect) or the reader does (a bad frame): the
+    /// writer sends it, or, if the socket was already gone, the writer of the socket
+    /// that resumes the session.
     pub(crate) close: Option<CloseCode>,
+    /// The highest ping id whose pong the reader saw and the writer has not taken yet
+    /// (0: none). A pong confirms every ping before it too (`cursor`), so only the
+    /// highest matters.
+    pub(crate) pong_id: u32,
+    /// Frames owed to the client, boxed: client pings and closes are rare.
+    pub(crate) owed: Option<Box<Owed>>,
+}
+
+/// Frames the reader owes the client (RFC 6455 §5.5), written by the writer.
+#[derive(Debug, Default)]
+pub(crate) struct Owed {
+    /// The payload of the latest client ping: a pong answers only the most recent ping
+    /// not yet answered (§5.5.3 allows it), so a flood of pings costs one pong.
+    pub(crate) pong: Option<Vec<u8>>,
+    /// The client's close payload, echoed before the connection ends.
+    pub(crate) close_echo: Option<Vec<u8>>,
+}
+
+/// What the reader asked of the writer since it last looked.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    pub(crate) pong_id: u32,
+    pub(crate) owed: Option<Box<Owed>>,
 }
 
 /// The part of a session that only its writer touches; handed back on detach.
@@ -59,11 +84,17 @@ pub(crate) enum Attachment {
         release: bool,
     },
     /// Boxed: every session holds an `Attachment`, and only a detached one the state.
-    Detached {
-        state: Box<WriterState>,
-        since: Instant,
-    },
+    Detached(Box<Detached>),
     Ended,
+}
+
+/// A session without a socket, waiting for a resume.
+pub(crate) struct Detached {
+    pub(crate) state: WriterState,
+    /// When it was detached: the expiry timer of this detach ends the session only if no
+    /// resume came between (one of a later detach in the same millisecond would end it
+    /// that millisecond early).
+    pub(crate) since: Millis,
 }
 
 /// The length of a resume token, before encoding.
@@ -131,5 +162,25 @@ impl Session {
     pub(crate) fn close_and_expiry(&self) -> (Option<CloseCode>, f64) {
         let terms = lock(&self.terms);
         (terms.close, terms.grant.exp)
+    }
+
+    /// The reader's pong of ping `id` arrived: tells the writer, which confirms the
+    /// cursors of that ping.
+    pub(crate) fn pong_received(&self, id: u32) {
+        self.change_terms(|terms| terms.pong_id = terms.pong_id.max(id));
+    }
+
+    /// The reader owes the client a frame: tells the writer.
+    pub(crate) fn owe(&self, add: impl FnOnce(&mut Owed)) {
+        self.change_terms(|terms| add(terms.owed.get_or_insert_with(Default::default)));
+    }
+
+    /// Takes what the reader asked of the writer since it last looked.
+    pub(crate) fn take_requests(&self) -> Requests {
+        let mut terms = lock(&self.terms);
+        Requests {
+            pong_id: std::mem::take(&mut terms.pong_id),
+            owed: terms.owed.take(),
+        }
     }
 }

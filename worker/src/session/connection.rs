@@ -18,24 +18,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, info_span, Instrument};
 
 use super::cursor::Cursors;
+use super::millis::Millis;
 use super::writer::End;
 use super::{
-    lock, queue, reader, writer, Attachment, Grant, Session, Terms, WriterState, RESUME_TOKEN_BYTES,
+    lock, queue, reader, writer, Attachment, Detached, Grant, Session, Terms, WriterState,
+    RESUME_TOKEN_BYTES,
 };
 use crate::Shared;
-
-/// Obligated frames and requests from the reader to the writer.
-#[derive(Debug)]
-pub(crate) enum Ctl {
-    /// Answer a client ping.
-    Pong(Vec<u8>),
-    /// The client sent a close frame: echo it and end the session.
-    CloseEcho(Vec<u8>),
-    /// The reader wants the connection closed with this code.
-    Close(CloseCode),
-    /// The pong of the writer's ping with this id arrived.
-    Confirmed(u64),
-}
 
 /// How long a resume waits for the socket it takes over to let go of the session.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,10 +68,9 @@ pub(crate) fn serve(
         let end = if welcomed {
             let (mut read, mut write) = ws.split(tokio::io::split);
             let liveness = reader::Liveness::new();
-            let (ctl_tx, mut ctl_rx) = queue::bounded(8);
             tokio::select! {
-                end = reader::run(&shared, &session, &mut read, ctl_tx, &liveness) => end,
-                end = writer::run(&shared, &session, &mut write, &mut state, &mut ctl_rx, &liveness) => end.unwrap_or(End::Lost),
+                end = reader::run(&shared, &session, &mut read, &liveness) => end,
+                end = writer::run(&shared, &session, &mut write, &mut state, &liveness) => end.unwrap_or(End::Lost),
             }
         } else {
             End::Lost
@@ -192,7 +180,12 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         resume_token: new_resume_token(),
         outbox: outbox_tx,
         wake: Arc::new(Notify::new()),
-        terms: std::sync::Mutex::new(Terms { grant, close: None }),
+        terms: std::sync::Mutex::new(Terms {
+            grant,
+            close: None,
+            pong_id: 0,
+            owed: None,
+        }),
         subs: Default::default(),
         attachment: std::sync::Mutex::new(Attachment::Attached { release: false }),
         attachment_changed: Notify::new(),
@@ -221,14 +214,14 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                     *release = true;
                     session.wake.notify_one();
                 }
-                Attachment::Detached { .. } => {
+                Attachment::Detached(_) => {
                     let attached = Attachment::Attached { release: false };
-                    let Attachment::Detached { state, .. } =
+                    let Attachment::Detached(detached) =
                         std::mem::replace(&mut *attachment, attached)
                     else {
                         unreachable!("matched Detached above")
                     };
-                    return Some(*state);
+                    return Some(detached.state);
                 }
             }
         }
@@ -244,16 +237,14 @@ async fn take_over(session: &Session) -> Option<WriterState> {
 async fn finish(shared: &Arc<Shared>, session: &Arc<Session>, state: WriterState, end: End) {
     let keep = matches!(end, End::Lost | End::TakenOver) && !shared.is_draining();
     if keep {
-        let since = Instant::now();
-        *lock(&session.attachment) = Attachment::Detached {
-            state: Box::new(state),
-            since,
-        };
+        let since = Millis::now();
+        *lock(&session.attachment) = Attachment::Detached(Box::new(Detached { state, since }));
         session.attachment_changed.notify_waiters();
         let (shared, session) = (shared.clone(), session.clone());
         shared.clone().tracker.spawn(async move {
             tokio::time::sleep(shared.config.session_ttl).await;
-            let expired = matches!(&*lock(&session.attachment), Attachment::Detached { since: s, .. } if *s == since);
+            let expired =
+                matches!(&*lock(&session.attachment), Attachment::Detached(d) if d.since == since);
             if expired {
                 debug!(conn.id = %session.conn, "detached session expired");
                 end_session(&shared, &session).await;

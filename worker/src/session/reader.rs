@@ -1,8 +1,8 @@
 //! The reader half: parses client frames and acts on them. It never writes to the
-//! socket: answers go through the session outbox, obligated frames and close requests
-//! through the writer's control channel.
+//! socket: answers go through the session outbox; obligated frames, pongs and close
+//! requests through the session's terms, which wake the writer.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,11 +15,10 @@ use switchyard_telemetry::trace;
 use tokio::io::AsyncRead;
 use tracing::{debug, Instrument as _};
 
-use super::connection::Ctl;
 use super::millis::Millis;
 use super::outbox::{OutItem, SubscribeItem, UnsubscribeItem};
 use super::writer::End;
-use super::{lock, queue, Grant, Session};
+use super::{lock, Grant, Session};
 use crate::config::STRIKE_WINDOW;
 use crate::room::Member;
 use crate::token::TokenRejected;
@@ -58,20 +57,21 @@ struct Limits {
     strikes_since: Millis,
 }
 
-pub(super) async fn run<R: AsyncRead + Unpin>(
-    shared: &Arc<Shared>,
-    session: &Arc<Session>,
-    read: &mut WebSocketRead<R>,
-    ctl: queue::Sender<Ctl>,
-    liveness: &Liveness,
-) -> End {
+/// Runs the reader until the connection ends. Not an `async fn`, which would keep its
+/// arguments beside the `Reader` holding the same references: this future is held by
+/// every connection.
+pub(super) fn run<'a, R: AsyncRead + Unpin>(
+    shared: &'a Arc<Shared>,
+    session: &'a Arc<Session>,
+    read: &'a mut WebSocketRead<R>,
+    liveness: &'a Liveness,
+) -> impl Future<Output = End> + 'a {
     let config = &shared.config;
     // fastwebsockets refuses a frame whose payload is >= this.
     read.set_max_message_size(config.max_frame_bytes + 1);
     let mut reader = Reader {
         shared,
         session,
-        ctl,
         liveness,
         limits: Limits {
             tokens: f64::from(config.publish_burst),
@@ -85,15 +85,17 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     // reader holds no read buffer and no frame read's state: the bytes are read into a
     // buffer of the polling thread (vendored fastwebsockets, PATCHES.md), and only
     // those that came are kept.
-    loop {
-        match poll_fn(|cx| read.poll_fill(cx)).await {
-            Ok(0) | Err(_) => return End::Lost,
-            Ok(_) => {}
-        }
-        // Handled boxed: this loop is every connection's reader, sized by what it holds
-        // while it waits for bytes, which is nearly always.
-        if let Some(end) = Box::pin(reader.buffered(read)).await {
-            return end;
+    async move {
+        loop {
+            match poll_fn(|cx| read.poll_fill(cx)).await {
+                Ok(0) | Err(_) => return End::Lost,
+                Ok(_) => {}
+            }
+            // Handled boxed: this loop is every connection's reader, sized by what it
+            // holds while it waits for bytes, which is nearly always.
+            if let Some(end) = Box::pin(reader.buffered(read)).await {
+                return end;
+            }
         }
     }
 }
@@ -101,7 +103,6 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
 struct Reader<'a> {
     shared: &'a Arc<Shared>,
     session: &'a Arc<Session>,
-    ctl: queue::Sender<Ctl>,
     liveness: &'a Liveness,
     limits: Limits,
     /// A fragmented message being put together: its opcode and the payload so far.
@@ -117,13 +118,11 @@ impl Reader<'_> {
             let (frame, obligated) = read.next_buffered_frame();
             let obliged = obligated.is_some();
             if let Some(frame) = obligated {
-                let item = match frame.opcode {
-                    OpCode::Close => Ctl::CloseEcho(frame.payload.to_vec()),
-                    _ => Ctl::Pong(frame.payload.to_vec()),
-                };
-                if self.ctl.send(item).await.is_err() {
-                    return Some(End::Lost);
-                }
+                let payload = frame.payload.to_vec();
+                self.session.owe(|owed| match frame.opcode {
+                    OpCode::Close => owed.close_echo = Some(payload),
+                    _ => owed.pong = Some(payload),
+                });
             }
             let frame = match frame {
                 Ok(Some(frame)) => frame,
@@ -184,8 +183,13 @@ impl Reader<'_> {
                     Box::pin(self.message(frame.opcode, &frame.payload)).await;
                 }
                 OpCode::Pong => {
-                    if let Ok(id) = <[u8; 8]>::try_from(&frame.payload[..]) {
-                        let _ = self.ctl.send(Ctl::Confirmed(u64::from_be_bytes(id))).await;
+                    // The writer's pings carry their id as 8 bytes; anything else is
+                    // an unsolicited pong (RFC 6455 §5.5.3) and confirms nothing.
+                    let id = <[u8; 8]>::try_from(&frame.payload[..])
+                        .ok()
+                        .and_then(|id| u32::try_from(u64::from_be_bytes(id)).ok());
+                    if let Some(id) = id.filter(|&id| id > 0) {
+                        self.session.pong_received(id);
                     }
                 }
                 // The close echo went to the writer, which ends the connection.
@@ -203,7 +207,7 @@ impl Reader<'_> {
     }
     /// Asks the writer to close, then waits for it to do so.
     async fn close(&self, code: CloseCode) -> End {
-        let _ = self.ctl.send(Ctl::Close(code)).await;
+        self.session.request_close(code);
         std::future::pending().await
     }
 

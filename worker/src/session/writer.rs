@@ -4,7 +4,7 @@
 //! [`super::delivery`]); sends heartbeats and token-expiry notices; and writes every
 //! close.
 
-use std::future::{poll_fn, Future as _};
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,11 +21,10 @@ use tokio::io::AsyncWrite;
 use tokio::time::Sleep;
 use tracing::debug;
 
-use super::connection::Ctl;
 use super::millis::Millis;
 use super::outbox::{OutItem, RoomFrame, SubscribeItem, UnsubscribeItem};
 use super::reader::Liveness;
-use super::{queue, Session, WriterState};
+use super::{Owed, Session, WriterState};
 use crate::Shared;
 
 /// Why a connection ended.
@@ -87,9 +86,9 @@ pub(super) struct Writer<'a, W> {
 
 /// What woke the writer.
 enum Event {
-    /// The session's wake-up: a takeover, a close, a refreshed grant, lagged rooms.
+    /// The session's wake-up: a takeover, the reader's requests, a close, a refreshed
+    /// grant, lagged rooms.
     Wake,
-    Ctl(Ctl),
     /// The heartbeat or the token is due.
     Timer,
     /// The outbox's next item; `None` once the session has ended.
@@ -106,7 +105,8 @@ struct Clock {
     token_at: Millis,
     expire_at: Millis,
     noticed: bool,
-    ping_id: u64,
+    /// The last ping's id, from 1 (its pong's payload: `Terms::pong_id`).
+    ping_id: u32,
     /// Pongs confirm what the client has read (`super::cursor`): while messages flow, a
     /// probe goes out at least every [`PROBE_EVERY`], not just every heartbeat, so that
     /// a resume rewinds seconds, not to the start of the subscription.
@@ -122,14 +122,17 @@ impl Clock {
 
 /// Runs the writer until the connection ends; `Err(Gone)` when a write failed (the
 /// socket is lost).
-pub(super) async fn run<W: AsyncWrite + Unpin>(
-    shared: &Arc<Shared>,
-    session: &Arc<Session>,
-    ws: &mut WebSocketWrite<W>,
-    state: &mut WriterState,
-    ctl: &mut queue::Receiver<Ctl>,
-    liveness: &Liveness,
-) -> Result<End, Gone> {
+///
+/// Not an `async fn`: one keeps its arguments for its whole life beside what the body
+/// makes of them (here the `Writer`, which holds the same references), and this future
+/// is held by every connection.
+pub(super) fn run<'a, W: AsyncWrite + Unpin>(
+    shared: &'a Arc<Shared>,
+    session: &'a Arc<Session>,
+    ws: &'a mut WebSocketWrite<W>,
+    state: &'a mut WriterState,
+    liveness: &'a Liveness,
+) -> impl Future<Output = Result<End, Gone>> + 'a {
     let config = &shared.config;
     let mut w = Writer {
         shared,
@@ -154,46 +157,47 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         ping_id: 0,
         last_probe: now,
     };
-    // Made once, not per event: each event is a delivery, and a new timer or waiter per
-    // event costs a registration and a removal every time. One timer for the heartbeat
-    // and the token: a second costs about 140 bytes a connection.
-    let timer = tokio::time::sleep_until(clock.next().instant());
-    let wake = session.wake.notified();
-    tokio::pin!(timer, wake);
-    // A resumed session may have lag to fill right away.
-    session.wake.notify_one();
-    // A close asked for just as the last socket went away still stands: the socket
-    // that resumes the session sends it first.
-    if let Some(code) = close_first {
-        return Box::pin(w.close(code)).await;
-    }
-    loop {
-        // In this order, as a `biased` select would, but without one: a select keeps
-        // its branches' futures (and a mask) in the waiting task, which this does not.
-        let event = poll_fn(|cx| {
-            if wake.as_mut().poll(cx).is_ready() {
-                wake.set(session.wake.notified());
-                return Poll::Ready(Event::Wake);
-            }
-            // `None`: the reader is gone, and the connection ends with it.
-            if let Poll::Ready(Some(item)) = ctl.poll_recv(cx) {
-                return Poll::Ready(Event::Ctl(item));
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Timer);
-            }
-            w.state.outbox.poll_recv(cx).map(Event::Out)
-        })
-        .await;
-        let (due, fired) = (clock.next(), matches!(event, Event::Timer));
-        // Handled boxed: this loop is every connection's task, sized by what it holds
-        // while it waits, which is nearly always; an event's handling (the writes, with
-        // fastwebsockets' frame write inside) would make it twice that.
-        if let Some(end) = Box::pin(w.handle(event, &mut clock, liveness)).await? {
-            return Ok(end);
+    async move {
+        // Made once, not per event: each event is a delivery, and a new timer or waiter
+        // per event costs a registration and a removal every time. One timer for the
+        // heartbeat and the token: a second costs about 140 bytes a connection.
+        let timer = tokio::time::sleep_until(clock.next().instant());
+        let wake = w.session.wake.notified();
+        tokio::pin!(timer, wake);
+        // What the reader of a socket that held the session before asked is not for
+        // this socket: its pong ids would confirm this socket's pings.
+        w.session.take_requests();
+        // A resumed session may have lag to fill right away.
+        w.session.wake.notify_one();
+        // A close asked for just as the last socket went away still stands: the socket
+        // that resumes the session sends it first.
+        if let Some(code) = close_first {
+            return Box::pin(w.close(code)).await;
         }
-        if fired || clock.next() != due {
-            timer.as_mut().reset(clock.next().instant());
+        loop {
+            // In this order, as a `biased` select would, but without one: a select keeps
+            // its branches' futures (and a mask) in the waiting task, which this does not.
+            let event = poll_fn(|cx| {
+                if wake.as_mut().poll(cx).is_ready() {
+                    wake.set(w.session.wake.notified());
+                    return Poll::Ready(Event::Wake);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                w.state.outbox.poll_recv(cx).map(Event::Out)
+            })
+            .await;
+            let (due, fired) = (clock.next(), matches!(event, Event::Timer));
+            // Handled boxed: this loop is every connection's task, sized by what it
+            // holds while it waits, which is nearly always; an event's handling (the
+            // writes, with fastwebsockets' frame write inside) would make it twice that.
+            if let Some(end) = Box::pin(w.handle(event, &mut clock, liveness)).await? {
+                return Ok(end);
+            }
+            if fired || clock.next() != due {
+                timer.as_mut().reset(clock.next().instant());
+            }
         }
     }
 }
@@ -239,33 +243,32 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             Event::Out(None) => Ok(Some(End::Closed(CloseCode::Internal))),
             Event::Wake => Box::pin(self.woken(clock)).await,
             Event::Timer => Box::pin(self.due(clock, liveness)).await,
-            Event::Ctl(Ctl::Pong(payload)) => {
-                self.write(Frame::pong(Payload::Owned(payload))).await?;
-                Ok(None)
-            }
-            Event::Ctl(Ctl::CloseEcho(payload)) => {
-                self.write(Frame::close_raw(Payload::Owned(payload)))
-                    .await?;
-                Ok(Some(End::ClientClosed))
-            }
-            Event::Ctl(Ctl::Close(code)) => Box::pin(self.close(code)).await.map(Some),
-            Event::Ctl(Ctl::Confirmed(id)) => {
-                self.state.cursors.confirm(id);
-                Ok(None)
-            }
         }
     }
 
-    /// The session's wake-up, looked at in turn: a takeover, a close, a refreshed
-    /// grant, lagged rooms.
+    /// The session's wake-up, looked at in turn: a takeover, the reader's pongs and
+    /// owed pong, a close, the client's close to echo, a refreshed grant, lagged rooms.
     async fn woken(&mut self, clock: &mut Clock) -> Result<Option<End>, Gone> {
         let session = self.session;
         if session.release_requested() {
             return Ok(Some(End::TakenOver));
         }
+        let requests = session.take_requests();
+        if requests.pong_id > 0 {
+            self.state.cursors.confirm(u64::from(requests.pong_id));
+        }
+        let Owed { pong, close_echo } = requests.owed.map(|owed| *owed).unwrap_or_default();
+        if let Some(payload) = pong {
+            self.write(Frame::pong(Payload::Owned(payload))).await?;
+        }
         let (close, exp) = session.close_and_expiry();
         if let Some(code) = close {
             return self.close(code).await.map(Some);
+        }
+        if let Some(payload) = close_echo {
+            self.write(Frame::close_raw(Payload::Owned(payload)))
+                .await?;
+            return Ok(Some(End::ClientClosed));
         }
         if exp != clock.exp {
             // A refreshed grant: the token's times start over from its expiry.
@@ -315,7 +318,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     async fn drain(
         &mut self,
         first: OutItem,
-        ping_id: &mut u64,
+        ping_id: &mut u32,
         last_probe: &mut Millis,
     ) -> Result<Option<End>, Gone> {
         if let Some(end) = self.item(first).await? {
@@ -376,7 +379,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     }
 
     /// A ping whose pong will confirm the cursors as they are now.
-    async fn probe(&mut self, ping_id: u64) -> Result<(), Gone> {
+    async fn probe(&mut self, ping_id: u32) -> Result<(), Gone> {
+        let ping_id = u64::from(ping_id);
         self.state.cursors.probe(ping_id);
         let payload = Payload::Owned(ping_id.to_be_bytes().to_vec());
         self.write(Frame::new(true, OpCode::Ping, None, payload))
