@@ -10,6 +10,7 @@
 //!   local member of a room and drops it with the last.
 //! - Presence and mesh-wide control (disconnect, revocation) ride beside it.
 
+mod conns;
 pub mod memory;
 mod message;
 pub mod nats;

@@ -1,13 +1,15 @@
 //! Who is in which room, by connection, for the memory engine.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use switchyard_protocol::frame::Member;
 use switchyard_protocol::{RoomName, UserId};
 
+use crate::conns::Conns;
+
 #[derive(Default)]
 pub(super) struct PresenceTable {
-    rooms: HashMap<RoomName, BTreeMap<UserId, HashSet<String>>>,
+    rooms: HashMap<RoomName, BTreeMap<UserId, Conns>>,
 }
 
 impl PresenceTable {
@@ -19,7 +21,7 @@ impl PresenceTable {
             .or_default()
             .entry(user.clone())
             .or_default();
-        conns.insert(conn.to_string()) && conns.len() == 1
+        conns.insert(conn) && conns.len() == 1
     }
 
     /// Returns true when this was the user's last connection in the room.

@@ -10,7 +10,7 @@
 //! the entry by the next process that writes it, and is not counted by [`Presence::members`].
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::live::PresenceEvent;
 use super::setup::PRESENCE_BUCKET;
 use super::{subjects, unavailable};
+use crate::conns::Conns;
 use crate::BrokerError;
 
 /// Connections per holder, as stored in an entry.
@@ -67,66 +68,6 @@ struct Held {
     /// The entry as this process last wrote or read it (revision, value): a refresh
     /// writes it back on that revision, and reads only if someone wrote in between.
     stored: Option<(u64, Box<[u8]>)>,
-}
-
-/// A user's connections in a room on this process: nearly always one, so a short list (a
-/// set's smallest table is about 100 bytes), and a set once there are many (a user id
-/// shared by thousands of sockets must not make every join a scan).
-enum Conns {
-    Few(Vec<Box<str>>),
-    // Boxed: a set inline (48 bytes) would make every entry's slot 24 bytes larger for
-    // the rare user with many connections.
-    #[allow(clippy::box_collection)]
-    Many(Box<HashSet<Box<str>>>),
-}
-
-/// The most connections kept as a list.
-const FEW_CONNS: usize = 8;
-
-impl Conns {
-    /// Adds `conn`; false if it was there already.
-    fn insert(&mut self, conn: &str) -> bool {
-        match self {
-            Conns::Few(list) if list.iter().any(|held| **held == *conn) => false,
-            Conns::Few(list) if list.len() < FEW_CONNS => {
-                list.reserve_exact(1);
-                list.push(conn.into());
-                true
-            }
-            Conns::Few(list) => {
-                let mut set: HashSet<Box<str>> = list.drain(..).collect();
-                set.insert(conn.into());
-                *self = Conns::Many(Box::new(set));
-                true
-            }
-            Conns::Many(set) => !set.contains(conn) && set.insert(conn.into()),
-        }
-    }
-
-    /// Takes `conn` out; false if it was not there.
-    fn remove(&mut self, conn: &str) -> bool {
-        match self {
-            Conns::Few(list) => match list.iter().position(|held| **held == *conn) {
-                Some(at) => {
-                    list.swap_remove(at);
-                    true
-                }
-                None => false,
-            },
-            Conns::Many(set) => set.remove(conn),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Conns::Few(list) => list.len(),
-            Conns::Many(set) => set.len(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// What a sync of one key is for.
@@ -526,30 +467,7 @@ mod tests {
 
     #[test]
     fn an_entry_held_is_small() {
-        assert_eq!(std::mem::size_of::<Conns>(), 24);
         assert_eq!(std::mem::size_of::<(Box<str>, Held)>(), 96);
-    }
-
-    #[test]
-    fn a_users_connections_are_counted_once_each_as_a_list_or_a_set() {
-        let mut conns = Conns::Few(Vec::new());
-        for i in 0..20 {
-            assert!(conns.insert(&format!("c{i}")), "c{i} is new");
-            assert!(!conns.insert(&format!("c{i}")), "c{i} is there");
-            assert_eq!(conns.len(), i + 1);
-        }
-        assert!(matches!(conns, Conns::Many(_)), "20 connections are a set");
-        for i in (0..20).rev() {
-            assert!(conns.remove(&format!("c{i}")), "c{i} was there");
-            assert!(!conns.remove(&format!("c{i}")), "c{i} is gone");
-        }
-        assert!(conns.is_empty());
-
-        let mut few = Conns::Few(Vec::new());
-        assert!(few.insert("a") && few.insert("b"));
-        assert!(few.remove("a") && !few.remove("a"));
-        assert_eq!(few.len(), 1);
-        assert!(matches!(few, Conns::Few(_)));
     }
 
     #[test]

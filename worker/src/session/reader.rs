@@ -292,6 +292,7 @@ impl Reader<'_> {
                         "not allowed to subscribe to this room",
                     ));
                 }
+                let room = shared.rooms.interned(room);
                 let lagged = Arc::new(AtomicBool::new(false));
                 {
                     let mut subs = lock(&session.subs);
