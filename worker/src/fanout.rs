@@ -230,7 +230,7 @@ impl FanOut {
                         .slow_consumer_drops
                         .fetch_add(1, Ordering::Relaxed);
                     member.lagged.store(true, Ordering::Release);
-                    member.wake.notify_one();
+                    member.outbox.wake();
                 }
                 Err(TrySendError::Full(_)) => {
                     self.stats.ephemeral_drops.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +261,7 @@ impl FanOut {
             .values()
         {
             member.lagged.store(true, Ordering::Release);
-            member.wake.notify_one();
+            member.outbox.wake();
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use switchyard_broker::{Broker, BrokerError};
 use switchyard_protocol::frame::encode_msg;
 use switchyard_protocol::RoomName;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +28,6 @@ use crate::window::{Read, Window, BACKFILL_FACTOR};
 pub(crate) struct Member {
     pub(crate) outbox: queue::Sender<OutItem>,
     pub(crate) lagged: Arc<AtomicBool>,
-    pub(crate) wake: Arc<Notify>,
 }
 
 pub(crate) struct LocalRoom {

@@ -106,11 +106,11 @@ pub(crate) struct Session {
     /// The secret a sticky reconnect presents to resume this session: random bytes,
     /// sent base64url-encoded in `welcome` and kept raw here (no allocation of its own).
     pub(crate) resume_token: [u8; RESUME_TOKEN_BYTES],
+    /// The writer's queue, and its one wake-up ([`queue::Sender::wake`]) for whatever it
+    /// must look at again: a room fan-out marked lagged, changed terms, a takeover. One
+    /// wake-up rather than one per cause, and in the queue the writer waits on anyway:
+    /// each waiting writer would hold a waiter for every source it listens to.
     pub(crate) outbox: queue::Sender<OutItem>,
-    /// The writer's one wake-up for whatever it must look at again: a room fan-out
-    /// marked lagged, changed terms, a takeover. One `Notify` rather than one per cause:
-    /// each waiting writer holds a waiter for every one it listens to.
-    pub(crate) wake: Arc<Notify>,
     /// Changed through [`Session::change_terms`], which wakes the writer.
     pub(crate) terms: Mutex<Terms>,
     /// Rooms this session is subscribed to.
@@ -147,7 +147,7 @@ impl Session {
     /// waiting finds the wake-up stored, so none is lost).
     pub(crate) fn change_terms(&self, change: impl FnOnce(&mut Terms)) {
         change(&mut lock(&self.terms));
-        self.wake.notify_one();
+        self.outbox.wake();
     }
 
     /// Whether a resume has asked the socket serving this session to let go.

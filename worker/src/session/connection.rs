@@ -162,7 +162,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
             if owner {
                 if let Some(mut state) = take_over(&session).await {
                     state.cursors.rewind();
-                    session.wake.notify_one();
+                    session.outbox.wake();
                     session.change_terms(|terms| terms.grant = grant);
                     shared
                         .stats
@@ -179,7 +179,6 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         user: identity.user.clone(),
         resume_token: new_resume_token(),
         outbox: outbox_tx,
-        wake: Arc::new(Notify::new()),
         terms: std::sync::Mutex::new(Terms {
             grant,
             close: None,
@@ -212,7 +211,7 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                 Attachment::Ended => return None,
                 Attachment::Attached { release } => {
                     *release = true;
-                    session.wake.notify_one();
+                    session.outbox.wake();
                 }
                 Attachment::Detached(_) => {
                     let attached = Attachment::Attached { release: false };

@@ -307,7 +307,6 @@ impl Reader<'_> {
                 let member = Member {
                     outbox: session.outbox.clone(),
                     lagged: lagged.clone(),
-                    wake: session.wake.clone(),
                 };
                 if let Err(err) = shared.rooms.join(&room, &session.conn, member).await {
                     lock(&session.subs).remove(&room);

@@ -43,13 +43,16 @@ pub(crate) enum End {
 /// A failed write means the socket is gone.
 pub(super) struct Gone;
 
-/// A frame of batched lines, written when full or when nothing more is queued.
+/// A frame of batched lines, written when full or when nothing more is queued. Made for
+/// each event the writer handles and dropped with it: an idle socket keeps no buffer
+/// (keeping what an ordinary frame needs cost every idle socket its last frame's size,
+/// to save an allocation per write that is tens of nanoseconds beside the write's
+/// microseconds).
 pub(super) struct Batch {
     buf: Vec<u8>,
     max: usize,
     /// The live messages in `buf`: their accept time (ms) and trace, recorded in the
-    /// fan-out latency histogram once the frame is written. Reused while the outbox
-    /// holds more, let go with `buf` when it is drained.
+    /// fan-out latency histogram once the frame is written.
     live: Vec<(u64, Option<TraceId>)>,
 }
 
@@ -63,16 +66,6 @@ impl Batch {
 
     fn is_full(&self) -> bool {
         self.buf.len() >= self.max
-    }
-
-    /// Lets go of the buffers once the outbox is drained (at every flush that leaves
-    /// it empty): an idle socket keeps none.
-    /// Keeping what an ordinary frame needs (up to 512 bytes) cost every idle socket
-    /// its last frame's size, about 340 bytes after rooms filled, to save an allocation
-    /// per write that is tens of nanoseconds beside the write's microseconds.
-    fn release(&mut self) {
-        self.buf = Vec::new();
-        self.live = Vec::new();
     }
 }
 
@@ -124,8 +117,8 @@ impl Clock {
 /// socket is lost).
 ///
 /// Not an `async fn`: one keeps its arguments for its whole life beside what the body
-/// makes of them (here the `Writer`, which holds the same references), and this future
-/// is held by every connection.
+/// makes of them, and this future is held by every connection. For the same reason the
+/// [`Writer`] (with its batch) is made for each event, inside that event's boxed future.
 pub(super) fn run<'a, W: AsyncWrite + Unpin>(
     shared: &'a Arc<Shared>,
     session: &'a Arc<Session>,
@@ -134,17 +127,6 @@ pub(super) fn run<'a, W: AsyncWrite + Unpin>(
     liveness: &'a Liveness,
 ) -> impl Future<Output = Result<End, Gone>> + 'a {
     let config = &shared.config;
-    let mut w = Writer {
-        shared,
-        session,
-        ws,
-        state,
-        batch: Batch {
-            buf: Vec::new(),
-            max: config.max_batch_bytes,
-            live: Vec::new(),
-        },
-    };
     let (close_first, exp) = session.close_and_expiry();
     let (token_at, expire_at) = expiry_times(exp, config.leeway);
     let now = Millis::now();
@@ -158,41 +140,42 @@ pub(super) fn run<'a, W: AsyncWrite + Unpin>(
         last_probe: now,
     };
     async move {
-        // Made once, not per event: each event is a delivery, and a new timer or waiter
-        // per event costs a registration and a removal every time. One timer for the
-        // heartbeat and the token: a second costs about 140 bytes a connection.
+        // Made once, not per event: each event is a delivery, and a new timer per event
+        // costs a registration and a removal every time. One timer for the heartbeat
+        // and the token: a second costs about 140 bytes a connection.
         let timer = tokio::time::sleep_until(clock.next().instant());
-        let wake = w.session.wake.notified();
-        tokio::pin!(timer, wake);
+        tokio::pin!(timer);
         // What the reader of a socket that held the session before asked is not for
         // this socket: its pong ids would confirm this socket's pings.
-        w.session.take_requests();
+        session.take_requests();
         // A resumed session may have lag to fill right away.
-        w.session.wake.notify_one();
+        session.outbox.wake();
         // A close asked for just as the last socket went away still stands: the socket
         // that resumes the session sends it first.
         if let Some(code) = close_first {
-            return Box::pin(w.close(code)).await;
+            // The writer made in the boxed future: a temporary here would size the task.
+            let writer = async { Writer::new(shared, session, ws, state).close(code).await };
+            return Box::pin(writer).await;
         }
         loop {
             // In this order, as a `biased` select would, but without one: a select keeps
             // its branches' futures (and a mask) in the waiting task, which this does not.
             let event = poll_fn(|cx| {
-                if wake.as_mut().poll(cx).is_ready() {
-                    wake.set(w.session.wake.notified());
+                if state.outbox.poll_woken(cx).is_ready() {
                     return Poll::Ready(Event::Wake);
                 }
                 if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Timer);
                 }
-                w.state.outbox.poll_recv(cx).map(Event::Out)
+                state.outbox.poll_recv(cx).map(Event::Out)
             })
             .await;
             let (due, fired) = (clock.next(), matches!(event, Event::Timer));
             // Handled boxed: this loop is every connection's task, sized by what it
             // holds while it waits, which is nearly always; an event's handling (the
             // writes, with fastwebsockets' frame write inside) would make it twice that.
-            if let Some(end) = Box::pin(w.handle(event, &mut clock, liveness)).await? {
+            let writer = Writer::new(shared, session, &mut *ws, &mut *state);
+            if let Some(end) = Box::pin(writer.event(event, &mut clock, liveness)).await? {
                 return Ok(end);
             }
             if fired || clock.next() != due {
@@ -226,7 +209,41 @@ fn expiry_times(exp: f64, leeway: Duration) -> (Millis, Millis) {
     (now + left.saturating_sub(notice), now + left + leeway)
 }
 
-impl<W: AsyncWrite + Unpin> Writer<'_, W> {
+impl<'a, W: AsyncWrite + Unpin> Writer<'a, W> {
+    fn new(
+        shared: &'a Arc<Shared>,
+        session: &'a Arc<Session>,
+        ws: &'a mut WebSocketWrite<W>,
+        state: &'a mut WriterState,
+    ) -> Self {
+        Writer {
+            shared,
+            session,
+            ws,
+            state,
+            batch: Batch {
+                buf: Vec::new(),
+                max: shared.config.max_batch_bytes,
+                live: Vec::new(),
+            },
+        }
+    }
+
+    /// Handles one event with this writer, which goes with it: nothing pushed stays
+    /// unwritten in its batch.
+    async fn event(
+        mut self,
+        event: Event,
+        clock: &mut Clock,
+        liveness: &Liveness,
+    ) -> Result<Option<End>, Gone> {
+        let end = self.handle(event, clock, liveness).await?;
+        if end.is_none() {
+            self.flush().await?;
+        }
+        Ok(end)
+    }
+
     /// Acts on one event; `Some(end)` when the connection ends with it. Rare paths are
     /// boxed, so that a delivery's handling stays small.
     async fn handle(
@@ -387,16 +404,8 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
             .await
     }
 
-    /// Writes the batch, if any; then lets its buffers go unless more is queued.
+    /// Writes the batch, if any.
     pub(super) async fn flush(&mut self) -> Result<(), Gone> {
-        let result = self.write_batch().await;
-        if self.state.outbox.is_empty() {
-            self.batch.release();
-        }
-        result
-    }
-
-    async fn write_batch(&mut self) -> Result<(), Gone> {
         if self.batch.buf.is_empty() {
             return Ok(());
         }
