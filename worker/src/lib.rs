@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) store: store::Store,
     pub(crate) verifier: Option<Arc<dyn TokenVerifier>>,
     pub(crate) rooms: Rooms,
+    /// The writers' heartbeat and token timers.
+    pub(crate) alarms: Arc<session::alarms::Alarms>,
     pub(crate) sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<metrics::Metrics>,
@@ -122,6 +124,7 @@ impl Worker {
             config,
             broker,
             verifier,
+            alarms: Arc::default(),
             sessions: Mutex::new(HashMap::new()),
             stats,
             metrics,
@@ -130,6 +133,9 @@ impl Worker {
             shutdown: CancellationToken::new(),
         });
         shared.tracker.spawn(control::run(shared.clone()));
+        shared
+            .tracker
+            .spawn(shared.alarms.clone().run(shared.shutdown.clone()));
         Ok(Worker { shared })
     }
 

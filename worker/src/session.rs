@@ -6,6 +6,7 @@
 //! the [`reader`] parses frames and acts on them, the [`writer`] owns the write half and
 //! drains the outbox. Only the writer writes; it alone ends a connection with a close.
 
+pub(crate) mod alarms;
 pub(crate) mod connection;
 pub(crate) mod cursor;
 mod delivery;

@@ -80,15 +80,16 @@ pub(super) struct Writer<'a, W> {
 /// What woke the writer.
 enum Event {
     /// The session's wake-up: a takeover, the reader's requests, a close, a refreshed
-    /// grant, lagged rooms.
+    /// grant, lagged rooms; or its alarm (the heartbeat or the token is due).
     Wake,
-    /// The heartbeat or the token is due.
-    Timer,
     /// The outbox's next item; `None` once the session has ended.
     Out(Option<OutItem>),
 }
 
-/// The writer's clocks and counters, carried from one event to the next.
+/// The writer's clocks and counters, carried from one event to the next. The worker's
+/// [`Alarms`] wake the writer when the next is due.
+///
+/// [`Alarms`]: super::alarms::Alarms
 struct Clock {
     /// The grant's expiry (seconds since the epoch) the token's times come from.
     exp: f64,
@@ -107,7 +108,7 @@ struct Clock {
 }
 
 impl Clock {
-    /// One timer serves the heartbeat and the token: whichever is due first.
+    /// One alarm serves the heartbeat and the token: whichever is due first.
     fn next(&self) -> Millis {
         self.beat_at.min(self.token_at)
     }
@@ -140,11 +141,7 @@ pub(super) fn run<'a, W: AsyncWrite + Unpin>(
         last_probe: now,
     };
     async move {
-        // Made once, not per event: each event is a delivery, and a new timer per event
-        // costs a registration and a removal every time. One timer for the heartbeat
-        // and the token: a second costs about 140 bytes a connection.
-        let timer = tokio::time::sleep_until(clock.next().instant());
-        tokio::pin!(timer);
+        shared.alarms.set(clock.next(), session.outbox.clone());
         // What the reader of a socket that held the session before asked is not for
         // this socket: its pong ids would confirm this socket's pings.
         session.take_requests();
@@ -158,19 +155,16 @@ pub(super) fn run<'a, W: AsyncWrite + Unpin>(
             return Box::pin(writer).await;
         }
         loop {
-            // In this order, as a `biased` select would, but without one: a select keeps
-            // its branches' futures (and a mask) in the waiting task, which this does not.
+            // The wake-up first, as a `biased` select would, but without one: a select
+            // keeps its branches' futures (and a mask) in the waiting task.
             let event = poll_fn(|cx| {
                 if state.outbox.poll_woken(cx).is_ready() {
                     return Poll::Ready(Event::Wake);
                 }
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Timer);
-                }
                 state.outbox.poll_recv(cx).map(Event::Out)
             })
             .await;
-            let (due, fired) = (clock.next(), matches!(event, Event::Timer));
+            let due = clock.next();
             // Handled boxed: this loop is every connection's task, sized by what it
             // holds while it waits, which is nearly always; an event's handling (the
             // writes, with fastwebsockets' frame write inside) would make it twice that.
@@ -178,8 +172,8 @@ pub(super) fn run<'a, W: AsyncWrite + Unpin>(
             if let Some(end) = Box::pin(writer.event(event, &mut clock, liveness)).await? {
                 return Ok(end);
             }
-            if fired || clock.next() != due {
-                timer.as_mut().reset(clock.next().instant());
+            if clock.next() != due {
+                shared.alarms.set(clock.next(), session.outbox.clone());
             }
         }
     }
@@ -258,8 +252,15 @@ impl<'a, W: AsyncWrite + Unpin> Writer<'a, W> {
                     .await
             }
             Event::Out(None) => Ok(Some(End::Closed(CloseCode::Internal))),
-            Event::Wake => Box::pin(self.woken(clock)).await,
-            Event::Timer => Box::pin(self.due(clock, liveness)).await,
+            Event::Wake => {
+                if let Some(end) = Box::pin(self.woken(clock)).await? {
+                    return Ok(Some(end));
+                }
+                if Millis::now() < clock.next() {
+                    return Ok(None);
+                }
+                Box::pin(self.due(clock, liveness)).await
+            }
         }
     }
 
