@@ -85,6 +85,34 @@ async fn a_resume_takes_over_a_socket_the_server_still_thinks_alive() {
     }
 }
 
+/// Resumes that race for a session held by a live socket all wait for whoever holds it
+/// to let go, and each takes it in turn: none waits out the takeover timeout and gets a
+/// fresh session instead.
+#[tokio::test]
+async fn resumes_racing_for_a_held_session_each_take_it_over() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice", &["r"], &["r"]);
+    let (mut old, welcome) = stack.connect(&token).await;
+    subscribe(&mut old, "r").await;
+    let path = welcome.resume_path();
+    let started = std::time::Instant::now();
+    let (a, b, c, d) = tokio::join!(
+        stack.connect_path(&path, &token),
+        stack.connect_path(&path, &token),
+        stack.connect_path(&path, &token),
+        stack.connect_path(&path, &token),
+    );
+    for (_conn, welcome) in [a, b, c, d] {
+        assert!(welcome.resumed, "a racing resume got a fresh session");
+    }
+    // The takeover timeout is 5 s: a resume that missed its wake-up would wait it out.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "resumes took {:?}",
+        started.elapsed()
+    );
+}
+
 async fn expect_end(conn: &mut switchyard_client::Connection) -> bool {
     loop {
         match conn.recv_timeout(switchyard_testkit::WAIT).await {

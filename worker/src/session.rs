@@ -79,10 +79,12 @@ pub(crate) struct WriterState {
 }
 
 pub(crate) enum Attachment {
-    /// A socket serves the session. `release` is a resume's request that it let go
-    /// (takeover), told to its writer through the session's `wake`.
+    /// A socket serves the session. With `takeover`, resumes wait for it to let go:
+    /// its writer is asked through the session's wake-up, and they are told through the
+    /// `Notify` once it has. Made by the first resume that waits: every session holds
+    /// an `Attachment`, and a `Notify` is 32 bytes.
     Attached {
-        release: bool,
+        takeover: Option<Arc<Notify>>,
     },
     /// Boxed: every session holds an `Attachment`, and only a detached one the state.
     Detached(Box<Detached>),
@@ -116,9 +118,8 @@ pub(crate) struct Session {
     pub(crate) terms: Mutex<Terms>,
     /// Rooms this session is subscribed to.
     pub(crate) subs: Mutex<RoomMap<()>>,
+    /// Changed through [`Session::set_attachment`].
     pub(crate) attachment: Mutex<Attachment>,
-    /// Signalled whenever `attachment` changes.
-    pub(crate) attachment_changed: Notify,
 }
 
 /// Leaves a room for good: the worker's local membership and the room's presence.
@@ -155,8 +156,20 @@ impl Session {
     pub(crate) fn release_requested(&self) -> bool {
         matches!(
             *lock(&self.attachment),
-            Attachment::Attached { release: true }
+            Attachment::Attached { takeover: Some(_) }
         )
+    }
+
+    /// Sets the attachment, telling the resumes that wait for a socket to let go.
+    pub(crate) fn set_attachment(&self, next: Attachment) -> Attachment {
+        let before = std::mem::replace(&mut *lock(&self.attachment), next);
+        if let Attachment::Attached {
+            takeover: Some(waiting),
+        } = &before
+        {
+            waiting.notify_waiters();
+        }
+        before
     }
 
     /// The close asked for, if any, and the grant's expiry.

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use rand::RngExt;
 use switchyard_protocol::frame::ServerFrame;
 use switchyard_protocol::{CloseCode, Identity};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, debug_span, info_span, Instrument};
 
 use super::cursor::Cursors;
@@ -186,8 +186,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
             owed: None,
         }),
         subs: Default::default(),
-        attachment: std::sync::Mutex::new(Attachment::Attached { release: false }),
-        attachment_changed: Notify::new(),
+        attachment: std::sync::Mutex::new(Attachment::Attached { takeover: None }),
     });
     lock(&shared.sessions).insert(session.conn.clone(), session.clone());
     (
@@ -204,17 +203,17 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
 async fn take_over(session: &Session) -> Option<WriterState> {
     let deadline = Instant::now() + TAKEOVER_TIMEOUT;
     loop {
-        let changed = session.attachment_changed.notified();
-        {
+        let waiting = {
             let mut attachment = lock(&session.attachment);
             match &mut *attachment {
                 Attachment::Ended => return None,
-                Attachment::Attached { release } => {
-                    *release = true;
+                Attachment::Attached { takeover } => {
+                    let waiting = takeover.get_or_insert_with(Default::default).clone();
                     session.outbox.wake();
+                    waiting
                 }
                 Attachment::Detached(_) => {
-                    let attached = Attachment::Attached { release: false };
+                    let attached = Attachment::Attached { takeover: None };
                     let Attachment::Detached(detached) =
                         std::mem::replace(&mut *attachment, attached)
                     else {
@@ -223,10 +222,19 @@ async fn take_over(session: &Session) -> Option<WriterState> {
                     return Some(detached.state);
                 }
             }
-        }
-        if tokio::time::timeout_at(deadline.into(), changed)
-            .await
-            .is_err()
+        };
+        let changed = waiting.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        // The socket may have let go before this waited: then look again at once.
+        let still = matches!(
+            &*lock(&session.attachment),
+            Attachment::Attached { takeover: Some(t) } if Arc::ptr_eq(t, &waiting)
+        );
+        if still
+            && tokio::time::timeout_at(deadline.into(), changed)
+                .await
+                .is_err()
         {
             return None;
         }
@@ -237,8 +245,7 @@ async fn finish(shared: &Arc<Shared>, session: &Arc<Session>, state: WriterState
     let keep = matches!(end, End::Lost | End::TakenOver) && !shared.is_draining();
     if keep {
         let since = Millis::now();
-        *lock(&session.attachment) = Attachment::Detached(Box::new(Detached { state, since }));
-        session.attachment_changed.notify_waiters();
+        session.set_attachment(Attachment::Detached(Box::new(Detached { state, since })));
         let (shared, session) = (shared.clone(), session.clone());
         shared.clone().tracker.spawn(async move {
             tokio::time::sleep(shared.config.session_ttl).await;
@@ -257,14 +264,9 @@ async fn finish(shared: &Arc<Shared>, session: &Arc<Session>, state: WriterState
 
 /// Ends a session for good: leaves its rooms and presence, forgets it.
 pub(crate) async fn end_session(shared: &Shared, session: &Session) {
-    {
-        let mut attachment = lock(&session.attachment);
-        if matches!(*attachment, Attachment::Ended) {
-            return;
-        }
-        *attachment = Attachment::Ended;
+    if matches!(session.set_attachment(Attachment::Ended), Attachment::Ended) {
+        return;
     }
-    session.attachment_changed.notify_waiters();
     lock(&shared.sessions).remove(&session.conn);
     let subs = std::mem::take(&mut *lock(&session.subs));
     for room in subs.into_rooms() {
