@@ -5,7 +5,7 @@
 //!
 //! Why not `tokio::sync::mpsc`: it allocates a block of 32 slots with the channel and
 //! keeps the blocks a burst added, so every idle session paid 1.8–3.7 KB for its outbox
-//! and 1 KB for its control queue (a heap profile of 2,000 idle connections,
+//! and 1 KB for the control queue it had then (a heap profile of 2,000 idle connections,
 //! BENCHMARKS.md). Here the items live in a `VecDeque` that grows with a burst and is
 //! let go of when the queue drains past a few slots. A push or pop takes an uncontended
 //! lock held for a few instructions: the only other party is the one consumer.
