@@ -96,14 +96,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+    use std::task::Poll;
 
     use super::*;
 
     /// Whether the receiver's wake-up came within `within`.
     async fn woken(rx: &mut queue::Receiver<OutItem>, within: Duration) -> bool {
-        tokio::time::timeout(within, poll_fn(|cx| rx.poll_woken(cx)))
-            .await
-            .is_ok()
+        let woken = poll_fn(|cx| match rx.poll_next(cx) {
+            Poll::Ready(queue::Next::Woken) => Poll::Ready(()),
+            _ => Poll::Pending,
+        });
+        tokio::time::timeout(within, woken).await.is_ok()
     }
 
     #[tokio::test(start_paused = true)]

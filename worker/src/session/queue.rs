@@ -179,36 +179,39 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
+/// What [`Receiver::poll_next`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next<T> {
+    /// A [`Sender::wake`] (or several before the receiver looked).
+    Woken,
+    /// The next item; `None` once every sender is gone and the queue is drained.
+    Item(Option<T>),
+}
+
 impl<T> Receiver<T> {
-    /// The next item, or `None` once every sender is gone and the queue is drained.
-    /// Cancel-safe: an item is taken only when it is returned.
+    /// The next item, or `None` once every sender is gone and the queue is drained;
+    /// wake-ups are passed over. Cancel-safe: an item is taken only when it is returned.
     #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+        loop {
+            if let Next::Item(item) = std::future::poll_fn(|cx| self.poll_next(cx)).await {
+                return item;
+            }
+        }
     }
 
-    /// [`Receiver::recv`] as a poll: `Ready(None)` once every sender is gone and the
-    /// queue is drained.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut state = self.shared.lock();
-        if let Some(item) = self.pop(&mut state) {
-            return Poll::Ready(Some(item));
-        }
-        if self.shared.senders.load(Ordering::Acquire) == 0 {
-            return Poll::Ready(None);
-        }
-        match &mut state.receiver_waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
-    /// `Ready` once for every [`Sender::wake`] (or several before it was polled).
-    pub(crate) fn poll_woken(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// A wake-up if one is pending, else the next item: both under one lock, as the
+    /// writer asks for both on every wake.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next<T>> {
         let mut state = self.shared.lock();
         if std::mem::take(&mut state.woken) {
-            return Poll::Ready(());
+            return Poll::Ready(Next::Woken);
+        }
+        if let Some(item) = self.pop(&mut state) {
+            return Poll::Ready(Next::Item(Some(item)));
+        }
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(Next::Item(None));
         }
         match &mut state.receiver_waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -307,7 +310,7 @@ mod tests {
         let (tx, mut rx) = bounded::<u32>(4);
         let woken = |rx: &mut Receiver<u32>| {
             let mut cx = Context::from_waker(Waker::noop());
-            rx.poll_woken(&mut cx).is_ready()
+            rx.poll_next(&mut cx) == Poll::Ready(Next::Woken)
         };
         assert!(!woken(&mut rx));
         tx.wake();
@@ -316,14 +319,21 @@ mod tests {
         assert!(!woken(&mut rx), "two wake-ups before a poll are one");
         // A receiver waiting for its wake-up is woken by it, items or not.
         let waiting = tokio::spawn(async move {
-            std::future::poll_fn(|cx| rx.poll_woken(cx)).await;
-            rx
+            let next = std::future::poll_fn(|cx| rx.poll_next(cx)).await;
+            (next, rx)
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         tx.wake();
-        let rx = waiting.await.unwrap();
+        let (next, rx) = waiting.await.unwrap();
+        assert_eq!(next, Next::Woken);
         assert!(rx.is_empty());
+        // A wake-up comes before the items queued with it.
+        let (tx, mut rx) = bounded::<u32>(4);
+        tx.try_send(1).unwrap();
+        tx.wake();
+        assert!(woken(&mut rx));
+        assert_eq!(rx.try_recv(), Some(1));
     }
 
     #[tokio::test]

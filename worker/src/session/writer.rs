@@ -23,6 +23,7 @@ use tracing::debug;
 
 use super::millis::Millis;
 use super::outbox::{OutItem, RoomFrame, SubscribeItem, UnsubscribeItem};
+use super::queue::Next;
 use super::reader::Liveness;
 use super::{Owed, Session, WriterState};
 use crate::Shared;
@@ -155,15 +156,11 @@ pub(super) fn run<'a, W: AsyncWrite + Unpin>(
             return Box::pin(writer).await;
         }
         loop {
-            // The wake-up first, as a `biased` select would, but without one: a select
-            // keeps its branches' futures (and a mask) in the waiting task.
-            let event = poll_fn(|cx| {
-                if state.outbox.poll_woken(cx).is_ready() {
-                    return Poll::Ready(Event::Wake);
-                }
-                state.outbox.poll_recv(cx).map(Event::Out)
-            })
-            .await;
+            // The wake-up first, then the outbox, under the outbox's one lock.
+            let event = match poll_fn(|cx| state.outbox.poll_next(cx)).await {
+                Next::Woken => Event::Wake,
+                Next::Item(item) => Event::Out(item),
+            };
             let due = clock.next();
             // Handled boxed: this loop is every connection's task, sized by what it
             // holds while it waits, which is nearly always; an event's handling (the
