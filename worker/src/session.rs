@@ -36,7 +36,7 @@ pub(crate) struct Grant {
 }
 
 /// What the writer acts on when it changes. Behind a mutex, its changes told through the
-/// session's `wake`, not in a `watch` channel (one of those costs about 400 bytes), and
+/// outbox's wake-up, not in a `watch` channel (one of those costs about 400 bytes), and
 /// the reader's requests here too rather than in a queue of their own (128 bytes): every
 /// session has this.
 #[derive(Debug)]
@@ -47,12 +47,8 @@ pub(crate) struct Terms {
     /// writer sends it, or, if the socket was already gone, the writer of the socket
     /// that resumes the session.
     pub(crate) close: Option<CloseCode>,
-    /// The highest ping id whose pong the reader saw and the writer has not taken yet
-    /// (0: none). A pong confirms every ping before it too (`cursor`), so only the
-    /// highest matters.
-    pub(crate) pong_id: u32,
-    /// Frames owed to the client, boxed: client pings and closes are rare.
-    pub(crate) owed: Option<Box<Owed>>,
+    /// What the reader asked of the writer since the writer last looked.
+    pub(crate) requests: Requests,
 }
 
 /// Frames the reader owes the client (RFC 6455 §5.5), written by the writer.
@@ -65,10 +61,13 @@ pub(crate) struct Owed {
     pub(crate) close_echo: Option<Vec<u8>>,
 }
 
-/// What the reader asked of the writer since it last looked.
+/// What the reader asks of the writer.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
+    /// The highest ping id whose pong the reader saw (0: none). A pong confirms every
+    /// ping before it too (`cursor`), so only the highest matters.
     pub(crate) pong_id: u32,
+    /// Frames owed to the client, boxed: client pings and closes are rare.
     pub(crate) owed: Option<Box<Owed>>,
 }
 
@@ -181,20 +180,16 @@ impl Session {
     /// The reader's pong of ping `id` arrived: tells the writer, which confirms the
     /// cursors of that ping.
     pub(crate) fn pong_received(&self, id: u32) {
-        self.change_terms(|terms| terms.pong_id = terms.pong_id.max(id));
+        self.change_terms(|terms| terms.requests.pong_id = terms.requests.pong_id.max(id));
     }
 
     /// The reader owes the client a frame: tells the writer.
     pub(crate) fn owe(&self, add: impl FnOnce(&mut Owed)) {
-        self.change_terms(|terms| add(terms.owed.get_or_insert_with(Default::default)));
+        self.change_terms(|terms| add(terms.requests.owed.get_or_insert_with(Default::default)));
     }
 
     /// Takes what the reader asked of the writer since it last looked.
     pub(crate) fn take_requests(&self) -> Requests {
-        let mut terms = lock(&self.terms);
-        Requests {
-            pong_id: std::mem::take(&mut terms.pong_id),
-            owed: terms.owed.take(),
-        }
+        std::mem::take(&mut lock(&self.terms).requests)
     }
 }

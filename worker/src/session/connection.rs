@@ -21,8 +21,8 @@ use super::cursor::Cursors;
 use super::millis::Millis;
 use super::writer::End;
 use super::{
-    lock, queue, reader, writer, Attachment, Detached, Grant, Session, Terms, WriterState,
-    RESUME_TOKEN_BYTES,
+    lock, queue, reader, writer, Attachment, Detached, Grant, Requests, Session, Terms,
+    WriterState, RESUME_TOKEN_BYTES,
 };
 use crate::Shared;
 
@@ -162,7 +162,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
             if owner {
                 if let Some(mut state) = take_over(&session).await {
                     state.cursors.rewind();
-                    session.outbox.wake();
+                    // Wakes the writer too, which looks at the lag to fill.
                     session.change_terms(|terms| terms.grant = grant);
                     shared
                         .stats
@@ -182,8 +182,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         terms: std::sync::Mutex::new(Terms {
             grant,
             close: None,
-            pong_id: 0,
-            owed: None,
+            requests: Requests::default(),
         }),
         subs: Default::default(),
         attachment: std::sync::Mutex::new(Attachment::Attached { takeover: None }),
