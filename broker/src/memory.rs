@@ -1,9 +1,10 @@
 //! The memory engine: one process, no dependencies. History is a bounded log per room
-//! (`history_size` messages, `history_ttl` age); the live feed is a bounded broadcast
-//! per room sent to under the room's lock, so it carries seqs in order. Its epoch is
+//! (`history_size` messages, `history_ttl` age); the live feed is a bounded queue per
+//! reader, sent to under the room's lock, so it carries seqs in order. Its epoch is
 //! new on every start: a restarted process has lost its history, and says so.
 
 mod dedupe;
+mod live;
 mod presence;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,15 +24,14 @@ use crate::{
     RegistryEvent, RegistryFeed, Stored, WorkerInfo,
 };
 use dedupe::Dedupe;
+use live::Readers;
 use presence::PresenceTable;
 
 pub const DEFAULT_HISTORY_SIZE: usize = 1000;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
-/// Live events buffered per room before a slow feed reader gets [`LiveEvent::Lagged`].
-///
-/// Allocated in full when the room is first used (64 bytes a slot), so it is kept
-/// small: a reader that falls this far behind reads what it missed from the history.
+/// Live events queued for a feed reader before it misses one and reads
+/// [`LiveEvent::Lagged`]; it then reads what it missed from the history.
 pub const DEFAULT_LIVE_CAPACITY: usize = 256;
 /// Largest message stored or sent, as NATS's default `max_payload`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -75,7 +75,7 @@ pub struct MemoryBroker {
 
 struct Room {
     state: Mutex<RoomLog>,
-    live: broadcast::Sender<LiveEvent>,
+    live: Mutex<Readers>,
 }
 
 #[derive(Default)]
@@ -172,11 +172,15 @@ impl MemoryBroker {
         }
         // Rooms nobody listens to and nothing is retained in are dropped as others come.
         if rooms.len() % 1024 == 1023 {
-            rooms.retain(|_, r| r.live.receiver_count() > 0 || !lock(&r.state).entries.is_empty());
+            // One lock at a time: a store takes the log's, then the feed's.
+            rooms.retain(|_, r| {
+                let retained = !lock(&r.state).entries.is_empty();
+                retained || lock(&r.live).any()
+            });
         }
         let room = Arc::new(Room {
             state: Mutex::new(RoomLog::default()),
-            live: broadcast::channel(self.config.live_capacity).0,
+            live: Mutex::default(),
         });
         rooms.insert(name.clone(), room.clone());
         room
@@ -233,7 +237,7 @@ impl MemoryBroker {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if !lost {
-            let _ = room.live.send(LiveEvent::Msg(message));
+            lock(&room.live).send(LiveEvent::Msg(message));
         }
         Ok(stored)
     }
@@ -268,7 +272,7 @@ impl Broker for MemoryBroker {
             data: msg.data,
             traceparent: msg.traceparent,
         });
-        let _ = room.live.send(LiveEvent::Msg(message));
+        lock(&room.live).send(LiveEvent::Msg(message));
         Ok(())
     }
 
@@ -310,33 +314,19 @@ impl Broker for MemoryBroker {
 
     async fn live(&self, room: &RoomName) -> Result<LiveFeed, BrokerError> {
         self.check(None)?;
-        let rx = self.room(room).live.subscribe();
-        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(event) => Some((event, rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => Some((LiveEvent::Lagged, rx)),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .boxed())
+        Ok(lock(&self.room(room).live).subscribe(self.config.live_capacity))
     }
 
     async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
         if lock(&self.presence).join(room, user, conn) {
-            let _ = self.room(room).live.send(LiveEvent::Join {
-                room: room.clone(),
-                user: user.clone(),
-            });
+            lock(&self.room(room).live).send(LiveEvent::Join { user: user.clone() });
         }
         Ok(())
     }
 
     async fn leave(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
         if lock(&self.presence).leave(room, user, conn) {
-            let _ = self.room(room).live.send(LiveEvent::Leave {
-                room: room.clone(),
-                user: user.clone(),
-            });
+            lock(&self.room(room).live).send(LiveEvent::Leave { user: user.clone() });
         }
         Ok(())
     }

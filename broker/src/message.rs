@@ -42,16 +42,15 @@ pub struct Message {
     pub traceparent: Option<String>,
 }
 
-/// What a room's live feed carries.
+/// What a room's live feed carries. A feed is for one room, so presence events do not
+/// repeat it: 24 bytes an event, which is what a feed's buffer holds per slot.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
     Msg(Arc<Message>),
     Join {
-        room: RoomName,
         user: UserId,
     },
     Leave {
-        room: RoomName,
         user: UserId,
     },
     /// The feed dropped events: every reader must check the room against the store.

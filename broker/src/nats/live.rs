@@ -53,22 +53,15 @@ pub(super) async fn feed(
             }
         })
     };
-    let from_presence = {
-        let room = room.clone();
-        presence.filter_map(move |msg| {
-            let room = room.clone();
-            async move {
-                let event: PresenceEvent = serde_json::from_slice(&msg.payload).ok()?;
-                let user = UserId::parse(&event.user).ok()?;
-                let room = (*room).clone();
-                Some(if event.join {
-                    LiveEvent::Join { room, user }
-                } else {
-                    LiveEvent::Leave { room, user }
-                })
-            }
+    let from_presence = presence.filter_map(|msg| async move {
+        let event: PresenceEvent = serde_json::from_slice(&msg.payload).ok()?;
+        let user = UserId::parse(&event.user).ok()?;
+        Some(if event.join {
+            LiveEvent::Join { user }
+        } else {
+            LiveEvent::Leave { user }
         })
-    };
+    });
     let mut lag_rx = lag.subscribe();
     lag_rx.mark_unchanged();
     let lagged = futures_util::stream::unfold(lag_rx, |mut rx| async move {
