@@ -175,11 +175,13 @@ macro_rules! conformance {
                 let (b, _server) = broker().await;
                 let r = room("p");
                 let mut feed = b.live(&r).await.unwrap();
-                b.join(&r, &user("bob"), "c1").await.unwrap();
-                b.join(&r, &user("bob"), "c2").await.unwrap();
-                b.join(&r, &user("amy"), "c3").await.unwrap();
+                b.join(&r, &user("bob"), &"c1".into()).await.unwrap();
+                b.join(&r, &user("bob"), &"c2".into()).await.unwrap();
+                b.join(&r, &user("amy"), &"c3".into()).await.unwrap();
                 // A room whose name extends this one's is another room.
-                b.join(&room("p.q"), &user("zed"), "c4").await.unwrap();
+                b.join(&room("p.q"), &user("zed"), &"c4".into())
+                    .await
+                    .unwrap();
                 let members = b.presence(&r).await.unwrap();
                 let view: Vec<_> = members.iter().map(|m| (m.user.as_str(), m.conns)).collect();
                 assert_eq!(view, vec![("amy", 1), ("bob", 2)]);
@@ -367,12 +369,12 @@ async fn nats_presence_spans_processes_and_forgets_a_dead_one() {
                 .collect::<Vec<_>>()
         }
     };
-    a.join(&r, &bob, "c1").await.unwrap();
-    b.join(&r, &bob, "c2").await.unwrap();
+    a.join(&r, &bob, &"c1".into()).await.unwrap();
+    b.join(&r, &bob, &"c2".into()).await.unwrap();
     assert_eq!(conns(&a).await, [("bob".to_string(), 2)]);
     b.leave(&r, &bob, "c2").await.unwrap();
     assert_eq!(conns(&b).await, [("bob".to_string(), 1)]);
-    b.join(&r, &bob, "c3").await.unwrap();
+    b.join(&r, &bob, &"c3".into()).await.unwrap();
     drop(b);
     // b's entries stay in the room's entry, but not in its count, once b's liveness
     // ages out; a's refresh keeps its own alive meanwhile.
@@ -423,11 +425,11 @@ async fn nats_presence_holder_stays_alive_through_a_quiet_spell() {
     let (_server, a, b) = two_nats_brokers(ttl).await;
     let r = room("lobby");
     let mut feed = a.live(&r).await.unwrap();
-    a.join(&r, &user("amy"), "c1").await.unwrap();
+    a.join(&r, &user("amy"), &"c1".into()).await.unwrap();
     a.leave(&r, &user("amy"), "c1").await.unwrap();
     tokio::time::sleep(ttl * 3).await;
-    a.join(&r, &user("bob"), "c2").await.unwrap();
-    b.join(&r, &user("bob"), "c3").await.unwrap();
+    a.join(&r, &user("bob"), &"c2".into()).await.unwrap();
+    b.join(&r, &user("bob"), &"c3".into()).await.unwrap();
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + ttl * 2;
     while let Ok(Some(event)) = tokio::time::timeout_at(deadline, feed.next()).await {

@@ -1,17 +1,18 @@
 //! A user's connections in a room, as presence keeps them.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// A user's connections in a room on this process (both engines' presence): nearly
 /// always one, so a short list (a set's smallest table is about 100 bytes), and a set
 /// once there are many (a user id shared by thousands of sockets must not make every
-/// join a scan).
+/// join a scan). The ids are the connections' own, shared.
 pub(crate) enum Conns {
-    Few(Vec<Box<str>>),
+    Few(Vec<Arc<str>>),
     // Boxed: a set inline (48 bytes) would make every entry's slot 24 bytes larger for
     // the rare user with many connections.
     #[allow(clippy::box_collection)]
-    Many(Box<HashSet<Box<str>>>),
+    Many(Box<HashSet<Arc<str>>>),
 }
 
 /// The most connections kept as a list.
@@ -19,21 +20,21 @@ const FEW_CONNS: usize = 8;
 
 impl Conns {
     /// Adds `conn`; false if it was there already.
-    pub(crate) fn insert(&mut self, conn: &str) -> bool {
+    pub(crate) fn insert(&mut self, conn: &Arc<str>) -> bool {
         match self {
-            Conns::Few(list) if list.iter().any(|held| **held == *conn) => false,
+            Conns::Few(list) if list.contains(conn) => false,
             Conns::Few(list) if list.len() < FEW_CONNS => {
                 list.reserve_exact(1);
-                list.push(conn.into());
+                list.push(conn.clone());
                 true
             }
             Conns::Few(list) => {
-                let mut set: HashSet<Box<str>> = list.drain(..).collect();
-                set.insert(conn.into());
+                let mut set: HashSet<Arc<str>> = list.drain(..).collect();
+                set.insert(conn.clone());
                 *self = Conns::Many(Box::new(set));
                 true
             }
-            Conns::Many(set) => !set.contains(conn) && set.insert(conn.into()),
+            Conns::Many(set) => set.insert(conn.clone()),
         }
     }
 
@@ -82,8 +83,8 @@ mod tests {
     fn a_users_connections_are_counted_once_each_as_a_list_or_a_set() {
         let mut conns = Conns::Few(Vec::new());
         for i in 0..20 {
-            assert!(conns.insert(&format!("c{i}")), "c{i} is new");
-            assert!(!conns.insert(&format!("c{i}")), "c{i} is there");
+            assert!(conns.insert(&format!("c{i}").into()), "c{i} is new");
+            assert!(!conns.insert(&format!("c{i}").into()), "c{i} is there");
             assert_eq!(conns.len(), i + 1);
         }
         assert!(matches!(conns, Conns::Many(_)), "20 connections are a set");
@@ -94,7 +95,7 @@ mod tests {
         assert!(conns.is_empty());
 
         let mut few = Conns::Few(Vec::new());
-        assert!(few.insert("a") && few.insert("b"));
+        assert!(few.insert(&"a".into()) && few.insert(&"b".into()));
         assert!(few.remove("a") && !few.remove("a"));
         assert_eq!(few.len(), 1);
         assert!(matches!(few, Conns::Few(_)));

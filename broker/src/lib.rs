@@ -15,6 +15,8 @@ pub mod memory;
 mod message;
 pub mod nats;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use switchyard_protocol::frame::Member;
@@ -103,8 +105,14 @@ pub trait Broker: Send + Sync + 'static {
     async fn live(&self, room: &RoomName) -> Result<LiveFeed, BrokerError>;
 
     /// Marks one connection of `user` present in `room`; the user's first connection
-    /// emits [`LiveEvent::Join`] on the room's feed.
-    async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError>;
+    /// emits [`LiveEvent::Join`] on the room's feed. The id is kept by reference, not
+    /// copied: presence holds one for every connection in every room.
+    async fn join(
+        &self,
+        room: &RoomName,
+        user: &UserId,
+        conn: &Arc<str>,
+    ) -> Result<(), BrokerError>;
 
     /// The inverse of [`Broker::join`]; the user's last connection emits
     /// [`LiveEvent::Leave`].

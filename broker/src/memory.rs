@@ -317,7 +317,12 @@ impl Broker for MemoryBroker {
         Ok(lock(&self.room(room).live).subscribe(self.config.live_capacity))
     }
 
-    async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
+    async fn join(
+        &self,
+        room: &RoomName,
+        user: &UserId,
+        conn: &Arc<str>,
+    ) -> Result<(), BrokerError> {
         if lock(&self.presence).join(room, user, conn) {
             lock(&self.room(room).live).send(LiveEvent::Join { user: user.clone() });
         }

@@ -394,7 +394,12 @@ impl Broker for NatsBroker {
         live::feed(&self.client, room, &self.lag).await
     }
 
-    async fn join(&self, room: &RoomName, user: &UserId, conn: &str) -> Result<(), BrokerError> {
+    async fn join(
+        &self,
+        room: &RoomName,
+        user: &UserId,
+        conn: &Arc<str>,
+    ) -> Result<(), BrokerError> {
         self.presence.join(room, user, conn).await
     }
 

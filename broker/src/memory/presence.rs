@@ -1,6 +1,7 @@
 //! Who is in which room, by connection, for the memory engine.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use switchyard_protocol::frame::Member;
 use switchyard_protocol::{RoomName, UserId};
@@ -14,7 +15,7 @@ pub(super) struct PresenceTable {
 
 impl PresenceTable {
     /// Returns true when this is the user's first connection in the room.
-    pub(super) fn join(&mut self, room: &RoomName, user: &UserId, conn: &str) -> bool {
+    pub(super) fn join(&mut self, room: &RoomName, user: &UserId, conn: &Arc<str>) -> bool {
         let conns = self
             .rooms
             .entry(room.clone())

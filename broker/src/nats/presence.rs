@@ -131,7 +131,7 @@ impl Presence {
         &self,
         room: &RoomName,
         user: &UserId,
-        conn: &str,
+        conn: &Arc<str>,
     ) -> Result<(), BrokerError> {
         let key = subjects::presence_key(room, user);
         let _turn = self.stripe(&key).lock().await;

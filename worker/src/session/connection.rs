@@ -175,7 +175,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
     }
     let (outbox_tx, outbox_rx) = queue::bounded(shared.config.outbox_capacity);
     let session = Arc::new(Session {
-        conn: new_conn_id().into(),
+        conn: new_conn_id(),
         user: identity.user.clone(),
         resume_token: new_resume_token(),
         outbox: outbox_tx,
@@ -273,13 +273,21 @@ pub(crate) async fn end_session(shared: &Shared, session: &Session) {
     }
 }
 
-fn new_conn_id() -> String {
-    let id: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(16)
-        .map(char::from)
-        .collect();
-    format!("c_{id}")
+/// `c_` and 12 letters and digits (71 random bits): unique among a worker's sessions,
+/// and not a secret (the resume token is). Short, because every connection keeps it in
+/// a 32-byte allocation its session, rooms and presence share.
+fn new_conn_id() -> Arc<str> {
+    let mut id = [0u8; 2 + 12];
+    id[..2].copy_from_slice(b"c_");
+    for (byte, random) in id[2..]
+        .iter_mut()
+        .zip(rand::rng().sample_iter(rand::distr::Alphanumeric))
+    {
+        *byte = random;
+    }
+    std::str::from_utf8(&id)
+        .expect("alphanumeric is ASCII")
+        .into()
 }
 
 fn new_resume_token() -> [u8; RESUME_TOKEN_BYTES] {
