@@ -36,7 +36,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match event {
                 Some(Control::Disconnect { user, .. }) => {
                     let sessions: Vec<_> = lock(&shared.sessions)
-                        .values()
+                        .iter()
                         .filter(|s| s.user == user)
                         .cloned()
                         .collect();

@@ -26,7 +26,7 @@ pub(crate) async fn shutdown(shared: &Arc<Shared>, grace: Duration) {
 }
 
 async fn close_all(shared: &Arc<Shared>, code: CloseCode, grace: Duration) {
-    let sessions: Vec<_> = lock(&shared.sessions).values().cloned().collect();
+    let sessions: Vec<_> = lock(&shared.sessions).iter().cloned().collect();
     info!(
         sessions = sessions.len(),
         code = code.code(),

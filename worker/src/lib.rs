@@ -22,12 +22,12 @@ mod metrics;
 mod registry;
 mod room;
 mod session;
+mod sessions;
 pub mod stats;
 mod store;
 pub mod token;
 mod window;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -45,7 +45,6 @@ pub use stats::Stats;
 pub use token::{TokenRejected, TokenVerifier, VerifiedToken};
 
 use room::Rooms;
-use session::Session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -70,7 +69,7 @@ pub(crate) struct Shared {
     pub(crate) rooms: Rooms,
     /// The writers' heartbeat and token timers.
     pub(crate) alarms: Arc<session::alarms::Alarms>,
-    pub(crate) sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    pub(crate) sessions: Mutex<sessions::Sessions>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) tracker: TaskTracker,
@@ -125,7 +124,7 @@ impl Worker {
             broker,
             verifier,
             alarms: Arc::default(),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::default(),
             stats,
             metrics,
             tracker,
@@ -170,7 +169,7 @@ impl Worker {
         let load = self.load();
         let (mut queued, mut queued_max, sessions) = (0u64, 0u64, {
             let sessions = session::lock(&shared.sessions);
-            sessions.values().cloned().collect::<Vec<_>>()
+            sessions.iter().cloned().collect::<Vec<_>>()
         });
         for session in &sessions {
             let depth = session.outbox.len() as u64;

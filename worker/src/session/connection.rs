@@ -153,7 +153,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         exp: identity.exp,
     };
     if let (Some(conn), Some(token)) = (&identity.resume_conn, &identity.resume_token) {
-        let found = lock(&shared.sessions).get(conn.as_str()).cloned();
+        let found = lock(&shared.sessions).get(conn);
         if let Some(session) = found {
             let owner = session.user == identity.user
                 && URL_SAFE_NO_PAD
@@ -187,7 +187,7 @@ async fn attach(shared: &Arc<Shared>, identity: &Identity) -> (Arc<Session>, Wri
         subs: Default::default(),
         attachment: std::sync::Mutex::new(Attachment::Attached { takeover: None }),
     });
-    lock(&shared.sessions).insert(session.conn.clone(), session.clone());
+    lock(&shared.sessions).insert(session.clone());
     (
         session,
         WriterState {
