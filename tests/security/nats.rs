@@ -522,7 +522,7 @@ async fn the_cluster_refuses_what_each_user_must_not_do() {
     assert_eq!(&seen.payload[..], br#"{"text":"ephemeral"}"#);
     for subject in [
         "sy.control",                                         // disconnect anyone
-        "sy.presence.lobby",                                  // forge a join
+        "sy.live.presence.lobby",                             // forge a join
         "$KV.sy_workers.w1",                                  // forge a worker into the registry
         "$KV.sy_presence.lobby.mallory.c1",                   // forge presence
         "$KV.sy_revoked.alice",                               // revoke a user

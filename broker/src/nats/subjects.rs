@@ -7,6 +7,10 @@ use switchyard_protocol::{RoomName, UserId};
 pub(super) const STORED_WILDCARD: &str = "sy.room.>";
 /// The stream republishes each stored message here with its seq.
 pub(super) const LIVE_WILDCARD: &str = "sy.live.room.>";
+/// A room's live messages: `sy.live.room.<room>`.
+const LIVE_MESSAGES: &str = "sy.live.room.";
+/// A room's join and leave events: `sy.live.presence.<room>`.
+pub(super) const LIVE_PRESENCE: &str = "sy.live.presence.";
 /// Mesh-wide control events.
 pub(super) const CONTROL: &str = "sy.control";
 
@@ -15,11 +19,34 @@ pub(super) fn stored(room: &RoomName) -> String {
 }
 
 pub(super) fn live(room: &RoomName) -> String {
-    format!("sy.live.room.{}", room.subject_suffix())
+    format!("{LIVE_MESSAGES}{}", room.subject_suffix())
 }
 
 pub(super) fn presence_events(room: &RoomName) -> String {
-    format!("sy.presence.{}", room.subject_suffix())
+    format!("{LIVE_PRESENCE}{}", room.subject_suffix())
+}
+
+/// A room's messages and presence events, for one subscription per room: `*` takes
+/// exactly the kind, so room `a.b` never matches room `b`.
+pub(super) fn live_any(room: &RoomName) -> String {
+    format!("sy.live.*.{}", room.subject_suffix())
+}
+
+/// What a subject of [`live_any`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LiveKind {
+    Message,
+    Presence,
+}
+
+pub(super) fn live_kind(subject: &str) -> Option<LiveKind> {
+    if subject.starts_with(LIVE_MESSAGES) {
+        Some(LiveKind::Message)
+    } else if subject.starts_with(LIVE_PRESENCE) {
+        Some(LiveKind::Presence)
+    } else {
+        None
+    }
 }
 
 /// Presence key of a user in a room: `<room>.<user>`, two tokens or more.
@@ -65,6 +92,11 @@ mod tests {
         let bob = UserId::parse("bob").unwrap();
         assert_eq!(stored(&room), "sy.room.chat.1");
         assert_eq!(live(&inbox), "sy.live.room._inbox.bob");
+        assert_eq!(presence_events(&room), "sy.live.presence.chat.1");
+        assert_eq!(live_any(&room), "sy.live.*.chat.1");
+        assert_eq!(live_kind(&live(&room)), Some(LiveKind::Message));
+        assert_eq!(live_kind(&presence_events(&room)), Some(LiveKind::Presence));
+        assert_eq!(live_kind("sy.live.other.chat.1"), None);
         assert_eq!(presence_key(&room, &bob), "chat.1.bob");
         assert_eq!(presence_key(&inbox, &bob), "_inbox.bob.bob");
         assert_eq!(presence_filter("b", &room), "$KV.b.chat.1.*");
