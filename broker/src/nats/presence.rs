@@ -51,10 +51,11 @@ pub(super) struct Presence {
     pub(super) stream: Stream,
     /// This process's name in entries; unique per process.
     holder: String,
-    /// The connections this process holds, per key; a key whose write failed stays here
-    /// (maybe empty) until a refresh has written it. One per user and room held: its
-    /// slot and what it owns are kept small and exact (BENCHMARKS.md, change 24).
-    held: Mutex<HashMap<Box<str>, Held>>,
+    /// The connections this process holds, per room and user (whose key is made when it
+    /// is written, not kept); an entry whose write failed stays here (maybe empty) until
+    /// a refresh has written it. One per user and room held: its slot and what it owns
+    /// are kept small and exact (BENCHMARKS.md, changes 24 and 36).
+    held: Mutex<HashMap<(RoomName, UserId), Held>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// `_alive_<holder>` has been written since this process started.
     alive_written: AtomicBool,
@@ -62,8 +63,6 @@ pub(super) struct Presence {
 }
 
 struct Held {
-    room: RoomName,
-    user: UserId,
     conns: Conns,
     /// The entry as this process last wrote or read it (revision, value): a refresh
     /// writes it back on that revision, and reads only if someone wrote in between.
@@ -137,12 +136,12 @@ impl Presence {
         let _turn = self.stripe(&key).lock().await;
         {
             let mut held = lock(&self.held);
-            let entry = held.entry(key.as_str().into()).or_insert_with(|| Held {
-                room: room.clone(),
-                user: user.clone(),
-                conns: Conns::Few(Vec::new()),
-                stored: None,
-            });
+            let entry = held
+                .entry((room.clone(), user.clone()))
+                .or_insert_with(|| Held {
+                    conns: Conns::Few(Vec::new()),
+                    stored: None,
+                });
             if !entry.conns.insert(conn) {
                 return Ok(());
             }
@@ -165,7 +164,7 @@ impl Presence {
         let _turn = self.stripe(&key).lock().await;
         {
             let mut held = lock(&self.held);
-            let Some(entry) = held.get_mut(key.as_str()) else {
+            let Some(entry) = held.get_mut(&(room.clone(), user.clone())) else {
                 return Ok(());
             };
             if !entry.conns.remove(conn) {
@@ -203,6 +202,7 @@ impl Presence {
         change: Change,
         liveness: &Liveness,
     ) -> Result<(), BrokerError> {
+        let id = (room.clone(), user.clone());
         // Whether this holder was in the entry before this sync: read once, so that a
         // write that landed without its ack still owes its event on the next attempt.
         let mut had = None;
@@ -218,7 +218,7 @@ impl Presence {
             let revision = entry.as_ref().map_or(0, |e| e.revision);
             let stored = entry.map(|e| decode(&e.value)).unwrap_or_default();
             let mine = lock(&self.held)
-                .get(key)
+                .get(&id)
                 .map_or(0, |held| held.conns.len() as u32);
             had.get_or_insert(stored.contains_key(&self.holder));
             let mut wanted = Holders::new();
@@ -256,9 +256,9 @@ impl Presence {
             };
             {
                 let mut held = lock(&self.held);
-                match held.get_mut(key) {
+                match held.get_mut(&id) {
                     Some(h) if h.conns.is_empty() => {
-                        held.remove(key);
+                        held.remove(&id);
                     }
                     Some(h) => h.stored = Some((revision, value)),
                     None => {}
@@ -361,10 +361,7 @@ impl Presence {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let keys: Vec<(Box<str>, RoomName, UserId)> = lock(&self.held)
-                .iter()
-                .map(|(key, held)| (key.clone(), held.room.clone(), held.user.clone()))
-                .collect();
+            let keys: Vec<(RoomName, UserId)> = lock(&self.held).keys().cloned().collect();
             // Once this process has held presence it stays marked alive, holding any or
             // not: a join after a quiet spell must not find its holder taken for dead.
             // (Gateways never hold any, and never write.)
@@ -378,11 +375,11 @@ impl Presence {
             let liveness = Liveness::default();
             let failed = AtomicUsize::new(0);
             futures_util::stream::iter(keys)
-                .for_each_concurrent(REFRESH_CONCURRENCY, |(key, room, user)| {
+                .for_each_concurrent(REFRESH_CONCURRENCY, |(room, user)| {
                     let (liveness, failed) = (&liveness, &failed);
                     let this = &self;
                     async move {
-                        if let Err(err) = this.refresh_one(&key, &room, &user, liveness).await {
+                        if let Err(err) = this.refresh_one(&room, &user, liveness).await {
                             if failed.fetch_add(1, Ordering::Relaxed) == 0 {
                                 tracing::debug!(error = %err, "presence refresh failed; retrying next period");
                             }
@@ -397,26 +394,27 @@ impl Presence {
     /// bucket; if someone wrote it since, reads it and writes it in full.
     async fn refresh_one(
         &self,
-        key: &str,
         room: &RoomName,
         user: &UserId,
         liveness: &Liveness,
     ) -> Result<(), BrokerError> {
-        let _turn = self.stripe(key).lock().await;
-        let stored = lock(&self.held).get(key).and_then(|h| h.stored.clone());
+        let key = subjects::presence_key(room, user);
+        let id = (room.clone(), user.clone());
+        let _turn = self.stripe(&key).lock().await;
+        let stored = lock(&self.held).get(&id).and_then(|h| h.stored.clone());
         if let Some((revision, value)) = stored {
             let written = self
                 .kv
-                .update(key, Bytes::copy_from_slice(&value), revision)
+                .update(&key, Bytes::copy_from_slice(&value), revision)
                 .await;
             if let Ok(revision) = written {
-                if let Some(held) = lock(&self.held).get_mut(key) {
+                if let Some(held) = lock(&self.held).get_mut(&id) {
                     held.stored = Some((revision, value));
                 }
                 return Ok(());
             }
         }
-        self.sync(key, room, user, Change::Refresh, liveness).await
+        self.sync(&key, room, user, Change::Refresh, liveness).await
     }
 }
 
@@ -467,7 +465,7 @@ mod tests {
 
     #[test]
     fn an_entry_held_is_small() {
-        assert_eq!(std::mem::size_of::<(Box<str>, Held)>(), 96);
+        assert_eq!(std::mem::size_of::<((RoomName, UserId), Held)>(), 80);
     }
 
     #[test]
