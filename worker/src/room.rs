@@ -5,7 +5,7 @@
 //! resuming one room reads the store once between them.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use switchyard_broker::{Broker, BrokerError};
@@ -24,10 +24,21 @@ use crate::store::Store;
 use crate::window::{Read, Window, BACKFILL_FACTOR};
 
 /// One session's place in a room.
-#[derive(Clone)]
 pub(crate) struct Member {
     pub(crate) outbox: queue::Sender<OutItem>,
-    pub(crate) lagged: Arc<AtomicBool>,
+    /// Set when fan-out had to drop a stored message for this member; the session's
+    /// writer takes it ([`Rooms::take_lagged`]) and catches the room up from the store.
+    /// Kept here, not shared with the writer: an `Arc` per subscription was 32 bytes.
+    pub(crate) lagged: AtomicBool,
+}
+
+impl Member {
+    pub(crate) fn new(outbox: queue::Sender<OutItem>) -> Member {
+        Member {
+            outbox,
+            lagged: AtomicBool::new(false),
+        }
+    }
 }
 
 pub(crate) struct LocalRoom {
@@ -182,6 +193,17 @@ impl Rooms {
 
     fn local(&self, room: &RoomName) -> Option<Arc<LocalRoom>> {
         lock(&self.rooms).get(room).cloned()
+    }
+
+    /// Whether fan-out dropped a stored message for this member since the last call.
+    pub(crate) fn take_lagged(&self, room: &RoomName, conn: &str) -> bool {
+        let Some(local) = self.local(room) else {
+            return false;
+        };
+        let members = local.members.read().unwrap_or_else(|e| e.into_inner());
+        members
+            .get(conn)
+            .is_some_and(|member| member.lagged.swap(false, Ordering::AcqRel))
     }
 
     /// The room's name as this worker already holds it, if the room has members here:

@@ -6,8 +6,6 @@
 //! duplicates this can cause, PROTOCOL §3).
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use switchyard_protocol::RoomName;
 
@@ -18,7 +16,10 @@ pub(crate) struct Cursor {
     pub(crate) last: u64,
     /// Last seq the client has provably read.
     pub(crate) confirmed: u64,
-    pub(crate) lagged: Arc<AtomicBool>,
+    /// A catch-up from the store is owed: the room's fan-out dropped a message for this
+    /// session (told through [`crate::room::Rooms::take_lagged`]), a resume rewound the
+    /// cursor, or a catch-up failed and is retried.
+    pub(crate) lagged: bool,
 }
 
 /// Pings whose pongs are awaited with a snapshot. While this many are outstanding, new
@@ -39,11 +40,11 @@ impl Cursors {
         self.rooms.get_mut(room)
     }
 
-    pub(crate) fn insert(&mut self, room: RoomName, start: u64, lagged: Arc<AtomicBool>) {
+    pub(crate) fn insert(&mut self, room: RoomName, start: u64) {
         let cursor = Cursor {
             last: start,
             confirmed: start,
-            lagged,
+            lagged: false,
         };
         self.rooms.insert(room, cursor);
     }
@@ -100,9 +101,7 @@ impl Cursors {
         for (_, cursor) in self.rooms.iter_mut() {
             if cursor.last != cursor.confirmed {
                 cursor.last = cursor.confirmed;
-                cursor
-                    .lagged
-                    .store(true, std::sync::atomic::Ordering::Release);
+                cursor.lagged = true;
             }
         }
     }
@@ -110,16 +109,13 @@ impl Cursors {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-
     use super::*;
 
     #[test]
     fn pong_confirms_only_what_was_written_before_its_ping() {
         let room = RoomName::parse("r").unwrap();
-        let lagged = Arc::new(AtomicBool::new(false));
         let mut cursors = Cursors::default();
-        cursors.insert(room.clone(), 10, lagged.clone());
+        cursors.insert(room.clone(), 10);
         cursors.get_mut(&room).unwrap().last = 15;
         cursors.probe(1);
         cursors.get_mut(&room).unwrap().last = 20;
@@ -130,14 +126,14 @@ mod tests {
         cursors.rewind();
         let cursor = cursors.get_mut(&room).unwrap();
         assert_eq!((cursor.last, cursor.confirmed), (15, 15));
-        assert!(lagged.load(Ordering::Acquire));
+        assert!(cursor.lagged);
     }
 
     #[test]
     fn late_pongs_still_confirm() {
         let room = RoomName::parse("r").unwrap();
         let mut cursors = Cursors::default();
-        cursors.insert(room.clone(), 0, Arc::default());
+        cursors.insert(room.clone(), 0);
         // Ten heartbeats go by before the first pong comes back.
         for ping in 1..=10 {
             cursors.get_mut(&room).unwrap().last = ping * 100;
@@ -160,7 +156,7 @@ mod tests {
     fn unknown_or_stale_pongs_change_nothing() {
         let room = RoomName::parse("r").unwrap();
         let mut cursors = Cursors::default();
-        cursors.insert(room.clone(), 5, Arc::default());
+        cursors.insert(room.clone(), 5);
         cursors.get_mut(&room).unwrap().last = 9;
         cursors.confirm(7);
         assert_eq!(cursors.get_mut(&room).unwrap().confirmed, 5);

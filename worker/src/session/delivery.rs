@@ -32,7 +32,6 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         room: RoomName,
         start: Start,
         reference: Option<String>,
-        lagged: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<(), Gone> {
         let Start {
             head,
@@ -85,7 +84,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
         for line in &replay {
             self.push(line).await?;
         }
-        self.state.cursors.insert(room, start, lagged);
+        self.state.cursors.insert(room, start);
         self.flush().await
     }
 
@@ -112,12 +111,15 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     }
 
     pub(super) async fn catch_up_lagged(&mut self) -> Result<Option<End>, Gone> {
+        let (rooms, conn) = (&self.shared.rooms, &self.session.conn);
         let lagging: Vec<RoomName> = self
             .state
             .cursors
             .iter_mut()
-            .filter(|(_, c)| c.lagged.load(Ordering::Acquire))
-            .map(|(room, _)| room.clone())
+            .filter_map(|(room, cursor)| {
+                cursor.lagged |= rooms.take_lagged(room, conn);
+                cursor.lagged.then(|| room.clone())
+            })
             .collect();
         for room in lagging {
             if let Some(end) = self.catch_up(&room).await? {
@@ -131,8 +133,9 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     /// the head; its size and time go to the catch-up histograms.
     pub(super) async fn catch_up(&mut self, room: &RoomName) -> Result<Option<End>, Gone> {
         if self.shared.config.fault_injection.skip_gap_fill {
+            self.shared.rooms.take_lagged(room, &self.session.conn);
             if let Some(cursor) = self.state.cursors.get_mut(room) {
-                cursor.lagged.store(false, Ordering::Release);
+                cursor.lagged = false;
             }
             return Ok(None);
         }
@@ -158,14 +161,15 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 return Ok(None);
             };
             // Cleared before the read: a drop after it sets it again and we go round.
-            cursor.lagged.store(false, Ordering::Release);
+            cursor.lagged = false;
             let since = cursor.last;
+            self.shared.rooms.take_lagged(room, &self.session.conn);
             let page = match page(self.shared, room, since).await {
                 Ok(page) => page,
                 Err(err) => {
                     debug!(error = %err, room = %room, "catch-up: store unavailable, retrying later");
                     if let Some(cursor) = self.state.cursors.get_mut(room) {
-                        cursor.lagged.store(true, Ordering::Release);
+                        cursor.lagged = true;
                     }
                     return Ok(None);
                 }
@@ -191,7 +195,7 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 return Ok(None);
             };
             cursor.last = cursor.last.max(page.scanned);
-            if !page.more && !cursor.lagged.load(Ordering::Acquire) {
+            if !page.more && !self.shared.rooms.take_lagged(room, &self.session.conn) {
                 return Ok(None);
             }
         }

@@ -1,7 +1,6 @@
 //! What flows to a session's writer. Fan-out sends shared [`RoomFrame`]s with
 //! `try_send` and never waits; the session's own reader sends everything else and may.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,8 +35,6 @@ pub(crate) struct SubscribeItem {
     /// live-only subscription starts here.
     pub(crate) head: u64,
     pub(crate) store_epoch: Arc<str>,
-    /// Set by fan-out when it had to drop a stored message for this session.
-    pub(crate) lagged: Arc<AtomicBool>,
 }
 
 /// A presence event of a room, made once and shared by the room's local members.

@@ -3,7 +3,7 @@
 //! requests through the session's terms, which wake the writer.
 
 use std::future::{poll_fn, Future};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -293,7 +293,6 @@ impl Reader<'_> {
                     ));
                 }
                 let room = shared.rooms.interned(room);
-                let lagged = Arc::new(AtomicBool::new(false));
                 {
                     let mut subs = lock(&session.subs);
                     if subs.contains(&room) {
@@ -304,10 +303,7 @@ impl Reader<'_> {
                     }
                     subs.insert(room.clone(), ());
                 }
-                let member = Member {
-                    outbox: session.outbox.clone(),
-                    lagged: lagged.clone(),
-                };
+                let member = Member::new(session.outbox.clone());
                 if let Err(err) = shared.rooms.join(&room, &session.conn, member).await {
                     lock(&session.subs).remove(&room);
                     debug!(error = %err, room = %room, "live feed unavailable");
@@ -352,7 +348,6 @@ impl Reader<'_> {
                     reference,
                     head,
                     store_epoch,
-                    lagged,
                 })))
                 .await;
             }

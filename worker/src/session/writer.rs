@@ -506,7 +506,6 @@ impl<'a, W: AsyncWrite + Unpin> Writer<'a, W> {
                     reference,
                     head,
                     store_epoch,
-                    lagged,
                 } = *item;
                 self.flush().await?;
                 let start = super::delivery::Start {
@@ -515,7 +514,7 @@ impl<'a, W: AsyncWrite + Unpin> Writer<'a, W> {
                     since,
                     epoch,
                 };
-                Box::pin(self.subscribe(room, start, reference, lagged)).await?;
+                Box::pin(self.subscribe(room, start, reference)).await?;
             }
             OutItem::Unsubscribe(item) => {
                 let UnsubscribeItem { room, reference } = *item;
