@@ -1,8 +1,9 @@
 //! A room's live feed in the memory engine: a bounded queue per reader.
 //!
 //! tokio's mpsc queue allocates its slots in blocks of 32 as events wait, so an idle
-//! room costs one block per reader (under a kilobyte) instead of a broadcast ring of
-//! `live_capacity` slots allocated whole (16 KiB at 256, for every room with a reader).
+//! room costs a reader one block (about 800 bytes) and the queue's state instead of a
+//! broadcast ring of `live_capacity` slots allocated whole (16 KiB at 256, for every
+//! room with a reader).
 //! A reader whose queue is full misses the event and reads [`LiveEvent::Lagged`] next.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -54,7 +54,7 @@ pub(super) struct Presence {
     /// The connections this process holds, per room and user (whose key is made when it
     /// is written, not kept); an entry whose write failed stays here (maybe empty) until
     /// a refresh has written it. One per user and room held: its slot and what it owns
-    /// are kept small and exact (BENCHMARKS.md, changes 24 and 36).
+    /// are kept small and exact (BENCHMARKS.md, changes 24 and 35).
     held: Mutex<HashMap<(RoomName, UserId), Held>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// `_alive_<holder>` has been written since this process started.
