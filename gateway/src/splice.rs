@@ -10,7 +10,9 @@
 
 mod copy;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -18,7 +20,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full, Limited};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
 use switchyard_protocol::Identity;
@@ -27,6 +29,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
 use crate::error::Rejection;
+use crate::metrics::OpenGuard;
 use crate::route::{ConnGuard, RemoteWorker};
 use crate::upgrade::no_worker;
 use crate::Shared;
@@ -212,12 +215,11 @@ async fn answer(
 
     let worker_upgrade = hyper::upgrade::on(&mut response);
     let stop = shared.splice_stop.clone();
-    let worker_id = worker_id.to_string();
+    let splices = shared.splices.clone();
+    let span = tracing::debug_span!("splice", worker.id = %worker_id);
     let open = shared.metrics.open();
     shared.splices.spawn(
         async move {
-            let _guard = guard;
-            let _open = open;
             let (client, worker) = match tokio::try_join!(client_upgrade, worker_upgrade) {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -225,19 +227,55 @@ async fn answer(
                     return;
                 }
             };
-            let mut client = TokioIo::new(client);
-            let mut worker = TokioIo::new(worker);
-            tokio::select! {
-                result = copy::copy_both_ways(&mut client, &mut worker) => match result {
-                    Ok((up, down)) => tracing::debug!(bytes.up = up, bytes.down = down, "splice ended"),
-                    Err(e) => tracing::debug!(error = %e, "splice ended by a reset"),
-                },
-                _ = stop.cancelled() => tracing::debug!("splice stopped by shutdown"),
-            }
+            let held = Held {
+                _load: guard,
+                _open: open,
+                stop,
+            };
+            splices.spawn(copy(TokioIo::new(client), TokioIo::new(worker), held).in_current_span());
         }
-        .instrument(tracing::debug_span!("splice", worker.id = %worker_id)),
+        .instrument(span),
     );
     Ok(reply)
+}
+
+/// What a splice holds for its life besides its sockets: the worker's load and the open
+/// count go down when it ends.
+struct Held {
+    _load: ConnGuard,
+    _open: OpenGuard,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// A splice's own task, spawned once both upgrades are done: in the task that awaited
+/// them, their futures' slots stayed beside the copy for the connection's life. Not an
+/// `async fn` (which keeps its arguments beside what it moves them into), and no
+/// `select!` (whose futures would hold references to what this holds already): the
+/// task is 512 bytes a client instead of 640.
+fn copy(
+    client: TokioIo<Upgraded>,
+    worker: TokioIo<Upgraded>,
+    held: Held,
+) -> impl Future<Output = ()> + Send {
+    let mut splice = copy::Splice::new(client, worker);
+    async move {
+        let stopped = held.stop.cancelled();
+        tokio::pin!(stopped);
+        let ended = std::future::poll_fn(|cx| {
+            if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            splice.poll_copy(cx).map(Some)
+        })
+        .await;
+        match ended {
+            Some(Ok((up, down))) => {
+                tracing::debug!(bytes.up = up, bytes.down = down, "splice ended")
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "splice ended by a reset"),
+            None => tracing::debug!("splice stopped by shutdown"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 //! on the other, the other direction goes on, and the first error ends both.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -25,24 +24,41 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BYTES].into_boxed_slice());
 }
 
-/// Copies until both directions have seen EOF, returning the bytes copied from `a` to
-/// `b` and from `b` to `a`.
-pub(crate) async fn copy_both_ways<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+/// Two streams copied into each other: a plain struct polled by its owner, so that a
+/// splice's task holds its streams and their two directions once, and nothing else.
+pub(crate) struct Splice<A, B> {
+    a: A,
+    b: B,
+    a_to_b: Direction,
+    b_to_a: Direction,
+}
+
+impl<A, B> Splice<A, B>
 where
-    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut a_to_b = Direction::default();
-    let mut b_to_a = Direction::default();
-    poll_fn(|cx| {
-        let up = a_to_b.poll(cx, &mut *a, &mut *b)?;
-        let down = b_to_a.poll(cx, &mut *b, &mut *a)?;
+    pub(crate) fn new(a: A, b: B) -> Splice<A, B> {
+        Splice {
+            a,
+            b,
+            a_to_b: Direction::default(),
+            b_to_a: Direction::default(),
+        }
+    }
+
+    /// Copies until both directions have seen EOF, then gives the bytes copied from `a`
+    /// to `b` and from `b` to `a`.
+    pub(crate) fn poll_copy(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(u64, u64)>> {
+        let up = self.a_to_b.poll(cx, &mut self.a, &mut self.b)?;
+        let down = self.b_to_a.poll(cx, &mut self.b, &mut self.a)?;
         match (up, down) {
-            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok((a_to_b.copied, b_to_a.copied))),
+            (Poll::Ready(()), Poll::Ready(())) => {
+                Poll::Ready(Ok((self.a_to_b.copied, self.b_to_a.copied)))
+            }
             _ => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 #[derive(Default)]
@@ -162,9 +178,20 @@ impl Direction {
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+
     use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    async fn copy_both_ways<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+    where
+        A: AsyncRead + AsyncWrite + Unpin,
+        B: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut splice = Splice::new(a, b);
+        poll_fn(|cx| splice.poll_copy(cx)).await
+    }
 
     #[tokio::test]
     async fn copies_both_ways_and_passes_eof_on() {
