@@ -170,12 +170,16 @@ impl MemoryBroker {
         if let Some(room) = rooms.get(name) {
             return room.clone();
         }
-        // Rooms nobody listens to and nothing is retained in are dropped as others come.
+        // Rooms nobody listens to and nothing is retained in are dropped as others come,
+        // but never one a caller holds: between taking a room here and storing into it
+        // or subscribing to it, it is empty and unheard, and a room dropped then would
+        // take that message or that reader with it (a new room would take the next).
         if rooms.len() % 1024 == 1023 {
-            // One lock at a time: a store takes the log's, then the feed's.
             rooms.retain(|_, r| {
-                let retained = !lock(&r.state).entries.is_empty();
-                retained || lock(&r.live).any()
+                // One lock at a time: a store takes the log's, then the feed's.
+                Arc::strong_count(r) > 1
+                    || !lock(&r.state).entries.is_empty()
+                    || lock(&r.live).any()
             });
         }
         let room = Arc::new(Room {
@@ -426,5 +430,42 @@ impl Broker for MemoryBroker {
             },
         )
         .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_room_taken_for_a_subscription_is_not_dropped_before_it() {
+        let broker = MemoryBroker::new(MemoryConfig::default());
+        // As `live` holds it between taking the room and subscribing.
+        let taken = broker.room(&room("taken"));
+        // Enough other rooms, unheard and empty, for the map to be swept.
+        for i in 0..1100 {
+            broker.room(&room(&format!("other{i}")));
+        }
+        assert!(lock(&broker.rooms).len() < 1100, "the map was never swept");
+        let mut feed = lock(&taken.live).subscribe(8);
+        drop(taken);
+        let stored = broker
+            .publish(Publish {
+                room: room("taken"),
+                from: "$server".into(),
+                data: "1".into(),
+                msg_id: None,
+                traceparent: None,
+            })
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(1), feed.next())
+            .await
+            .expect("the message reached the room's reader");
+        assert!(matches!(event, Some(LiveEvent::Msg(m)) if m.seq == Some(stored.seq)));
     }
 }
