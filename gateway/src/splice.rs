@@ -232,7 +232,10 @@ async fn answer(
                 _open: open,
                 stop,
             };
-            splices.spawn(copy(TokioIo::new(client), TokioIo::new(worker), held).in_current_span());
+            splices.spawn(
+                copy_until_stopped(TokioIo::new(client), TokioIo::new(worker), held)
+                    .in_current_span(),
+            );
         }
         .instrument(span),
     );
@@ -252,7 +255,7 @@ struct Held {
 /// `async fn` (which keeps its arguments beside what it moves them into), and no
 /// `select!` (whose futures would hold references to what this holds already): the
 /// task is 512 bytes a client instead of 640.
-fn copy(
+fn copy_until_stopped(
     client: TokioIo<Upgraded>,
     worker: TokioIo<Upgraded>,
     held: Held,
