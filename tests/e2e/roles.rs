@@ -186,7 +186,7 @@ async fn a_gateway_process_splices_clients_to_worker_processes() {
             .spawn()
             .unwrap(),
     );
-    let _gateway = Killed(
+    let mut gateway = Killed(
         quiet()
             .args(["gateway", "--config"])
             .arg(dir.path().join("gateway.toml"))
@@ -223,4 +223,23 @@ async fn a_gateway_process_splices_clients_to_worker_processes() {
     let resumed = expect::welcome(&mut again).await;
     assert!(resumed.resumed);
     assert_eq!(resumed.worker, "w1");
+
+    // Stopped, the gateway ends the splices it holds and exits: it waits for them.
+    let term = Command::new("kill")
+        .args(["-TERM", &gateway.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exited = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(status) = gateway.0.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the gateway exits with a splice open");
+    assert!(exited.success(), "the gateway exited with {exited}");
+    drop(again);
 }
