@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::live::PresenceEvent;
 use super::setup::PRESENCE_BUCKET;
-use super::subjects::{headers, LIVE_PRESENCE};
+use super::subjects::{headers, presence_events_of};
 use super::unavailable;
 use crate::BrokerError;
 
@@ -172,7 +172,7 @@ impl Reaper {
             let payload = serde_json::to_vec(&event).expect("presence event serializes");
             if let Err(err) = self
                 .client
-                .publish(format!("{LIVE_PRESENCE}{room}"), payload.into())
+                .publish(presence_events_of(room), payload.into())
                 .await
             {
                 tracing::debug!(error = %err, "could not announce an expired presence");

@@ -10,7 +10,7 @@ pub(super) const LIVE_WILDCARD: &str = "sy.live.room.>";
 /// A room's live messages: `sy.live.room.<room>`.
 const LIVE_MESSAGES: &str = "sy.live.room.";
 /// A room's join and leave events: `sy.live.presence.<room>`.
-pub(super) const LIVE_PRESENCE: &str = "sy.live.presence.";
+const LIVE_PRESENCE: &str = "sy.live.presence.";
 /// Mesh-wide control events.
 pub(super) const CONTROL: &str = "sy.control";
 
@@ -23,7 +23,12 @@ pub(super) fn live(room: &RoomName) -> String {
 }
 
 pub(super) fn presence_events(room: &RoomName) -> String {
-    format!("{LIVE_PRESENCE}{}", room.subject_suffix())
+    presence_events_of(&room.subject_suffix())
+}
+
+/// [`presence_events`] of a room in its subject form, as presence keys hold it.
+pub(super) fn presence_events_of(room_suffix: &str) -> String {
+    format!("{LIVE_PRESENCE}{room_suffix}")
 }
 
 /// A room's messages and presence events, for one subscription per room: `*` takes
