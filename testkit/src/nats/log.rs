@@ -66,12 +66,16 @@ impl Log {
                         Ok(_) => {}
                     }
                     let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
-                    if let Some(port) = listening_port(&line) {
+                    let port = listening_port(&line);
+                    let ready = line.ends_with(READY);
+                    // The line goes into the log before anyone waiting on the watch
+                    // wakes, so a caller that saw "ready" also finds it in the tail.
+                    log.push(line);
+                    if let Some(port) = port {
                         tx.send_modify(|s| s.port = Some(port));
-                    } else if line.ends_with(READY) {
+                    } else if ready {
                         tx.send_modify(|s| s.ready = true);
                     }
-                    log.push(line);
                 }
                 tx.send_modify(|s| s.exited = true);
             })
