@@ -61,6 +61,7 @@ pub use route::{LocalWorker, WorkerLoad};
 pub use switchyard_protocol::VerifiedToken;
 
 use crate::config::read_first_line;
+use crate::metrics::Handshake;
 use crate::ratelimit::RateLimiter;
 use crate::route::{RemoteWorker, Router};
 
@@ -359,8 +360,19 @@ impl Gateway {
         }
         match &self.tls {
             Some(config) => match tls::accept(config, stream, self.handshake_timeout).await {
-                Ok(tls) => self.http(TokioIo::new(tls), addr, shutdown).await,
-                Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Ok(tls) => {
+                    let kind = if tls.resumed() {
+                        Handshake::Resumed
+                    } else {
+                        Handshake::Full
+                    };
+                    self.shared.metrics.tls_handshake(kind);
+                    self.http(TokioIo::new(tls), addr, shutdown).await
+                }
+                Err(e) => {
+                    self.shared.metrics.tls_handshake(Handshake::Failed);
+                    tracing::debug!(error = %e, "TLS handshake failed")
+                }
             },
             None => self.http(TokioIo::new(stream), addr, shutdown).await,
         }

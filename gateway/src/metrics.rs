@@ -1,6 +1,6 @@
 //! The gateway's metrics, owned here as atomics and rendered at scrape time by
-//! [`GatewayMetrics::render`]: connections, upgrades by outcome, HTTP API publishes, and
-//! the workers the router knows (the registry as this gateway sees it).
+//! [`GatewayMetrics::render`]: connections, TLS handshakes, upgrades by outcome, HTTP API
+//! publishes, and the workers the router knows (the registry as this gateway sees it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +26,20 @@ const OUTCOMES: [&str; 10] = [
     "other",
 ];
 
+/// How a TLS handshake on the public listener ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handshake {
+    Full,
+    /// A session ticket was taken: no certificate signed.
+    Resumed,
+    /// Refused, timed out, or the peer went away.
+    Failed,
+}
+
+impl Handshake {
+    const KINDS: [&'static str; 3] = ["full", "resumed", "failed"];
+}
+
 #[derive(Default)]
 pub(crate) struct GatewayMetrics {
     accepted: AtomicU64,
@@ -34,6 +48,7 @@ pub(crate) struct GatewayMetrics {
     /// 101: the worker counts it from then on.)
     open: AtomicU64,
     upgrades: [AtomicU64; OUTCOMES.len()],
+    tls_handshakes: [AtomicU64; Handshake::KINDS.len()],
     api_publishes: AtomicU64,
     api_publish_failures: AtomicU64,
 }
@@ -73,6 +88,10 @@ impl GatewayMetrics {
         self.upgrades[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn tls_handshake(&self, kind: Handshake) {
+        self.tls_handshakes[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn api_publish(&self, ok: bool) {
         let counter = if ok {
             &self.api_publishes
@@ -101,6 +120,14 @@ impl GatewayMetrics {
                 "switchyard_gateway_upgrades_total",
                 "WebSocket upgrade requests on /ws, by outcome.",
                 &[("outcome", outcome)],
+                load(n),
+            );
+        }
+        for (kind, n) in Handshake::KINDS.iter().zip(&self.tls_handshakes) {
+            out.counter(
+                "switchyard_gateway_tls_handshakes_total",
+                "TLS handshakes on the public listener: full, resumed from a session ticket, failed.",
+                &[("kind", kind)],
                 load(n),
             );
         }

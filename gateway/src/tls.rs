@@ -95,8 +95,7 @@ pub fn load_internal_client_config(
             .map_err(|e| TlsError::InternalCa(e.to_string()))?;
     }
     let (chain, private) = load_pem_keyed(("internal_tls.cert", cert), ("internal_tls.key", key))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(switchyard_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, private)?;
@@ -109,12 +108,12 @@ pub fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(switchyard_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    switchyard_tls::issue_session_tickets(&mut config)?;
     Ok(Arc::new(config))
 }
 

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use switchyard_broker::memory::{MemoryBroker, MemoryConfig};
 use switchyard_broker::Broker;
 use switchyard_gateway::{
-    ApiKey, Gateway, GatewayDeps, GatewayError, GatewaySettings, LocalWorker, RemoteWorkerConfig,
-    Verifier, WorkerLoad,
+    ApiKey, Gateway, GatewayDeps, GatewayError, GatewaySettings, GatewayTelemetry, LocalWorker,
+    RemoteWorkerConfig, Verifier, WorkerLoad,
 };
 use switchyard_protocol::error::HttpError;
 use switchyard_protocol::identity::{IDENTITY_HEADER, IDENTITY_SIG_HEADER};
@@ -60,7 +60,24 @@ fn token() -> String {
 
 struct Pki {
     server: Arc<rustls::ServerConfig>,
+    roots: rustls::RootCertStore,
     connector: TlsConnector,
+}
+
+/// A TLS client trusting `roots`; with `resume` off it neither offers nor keeps a
+/// session ticket, so each of its handshakes is full.
+fn connector(roots: &rustls::RootCertStore, resume: bool) -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !resume {
+        client.resumption = rustls::client::Resumption::disabled();
+    }
+    TlsConnector::from(Arc::new(client))
 }
 
 fn pki() -> Pki {
@@ -82,16 +99,10 @@ fn pki() -> Pki {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Pki {
         server,
-        connector: TlsConnector::from(Arc::new(client)),
+        connector: connector(&roots, true),
+        roots,
     }
 }
 
@@ -182,6 +193,8 @@ impl LocalWorker for TestWorker {
 struct TestGateway {
     addr: SocketAddr,
     connector: TlsConnector,
+    roots: rustls::RootCertStore,
+    telemetry: GatewayTelemetry,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), GatewayError>>,
 }
@@ -196,10 +209,13 @@ async fn start(configure: impl FnOnce(&mut GatewaySettings), deps: GatewayDeps) 
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let gateway = Gateway::new(settings, deps).unwrap();
+    let telemetry = gateway.telemetry();
     let task = tokio::spawn(gateway.serve(listener, shutdown.clone()));
     TestGateway {
         addr,
         connector: pki.connector,
+        roots: pki.roots,
+        telemetry,
         shutdown,
         task,
     }
@@ -217,14 +233,34 @@ fn with_workers(workers: Vec<Arc<TestWorker>>) -> GatewayDeps {
 
 impl TestGateway {
     async fn send(&self, req: Request<Full<Bytes>>) -> Response<Incoming> {
+        self.send_over(&self.connector, req).await.0
+    }
+
+    /// [`TestGateway::send`] with a client of its own; also says how the handshake went.
+    async fn send_over(
+        &self,
+        connector: &TlsConnector,
+        req: Request<Full<Bytes>>,
+    ) -> (Response<Incoming>, Option<rustls::HandshakeKind>) {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = self.connector.connect(name, tcp).await.unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let kind = tls.get_ref().1.handshake_kind();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .unwrap();
         tokio::spawn(conn.with_upgrades());
-        sender.send_request(req).await.unwrap()
+        (sender.send_request(req).await.unwrap(), kind)
+    }
+
+    /// The value of a metric sample, e.g. `name{kind="full"}`.
+    fn metric(&self, sample: &str) -> u64 {
+        let mut out = switchyard_telemetry::Exposition::new(false);
+        self.telemetry.render_metrics(&mut out);
+        let text = out.finish();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
     }
 
     async fn stop(self) {
@@ -928,23 +964,16 @@ async fn config_files_load_into_a_serving_gateway() {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let worker = TestWorker::new("w1");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = Gateway::new(settings, with_workers(vec![worker.clone()])).unwrap();
     let gw = TestGateway {
         addr: listener.local_addr().unwrap(),
-        connector: TlsConnector::from(Arc::new(client)),
+        connector: connector(&roots, true),
+        roots,
+        telemetry: gateway.telemetry(),
         shutdown: CancellationToken::new(),
-        task: tokio::spawn(
-            Gateway::new(settings, with_workers(vec![worker.clone()]))
-                .unwrap()
-                .serve(listener, CancellationToken::new()),
-        ),
+        task: tokio::spawn(gateway.serve(listener, CancellationToken::new())),
     };
     // The HS256 secret is the first line of its file, without the newline.
     let response = gw
@@ -1009,6 +1038,54 @@ async fn until_closed(
             Err(_) => panic!("the gateway kept a stalled connection open for 5 s"),
         }
     }
+}
+
+/// A client that comes back resumes its TLS session from the ticket it was given (no
+/// certificate signed), however many clients came between: rustls' default, a cache of
+/// the last 256 sessions with 2 tickets each, would have lost it after 128.
+#[tokio::test]
+async fn a_returning_client_resumes_its_tls_session_however_many_came_between() {
+    let gateway = start(|_| {}, with_workers(vec![TestWorker::new("w1")])).await;
+    let readyz = || empty(Request::get("/readyz").header(header::HOST, "x"));
+    let returning = connector(&gateway.roots, true);
+    let (response, kind) = gateway.send_over(&returning, readyz()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    // Reading the answer took the tickets that came before it.
+    response.into_body().collect().await.unwrap();
+
+    const BETWEEN: u64 = 130;
+    for _ in 0..BETWEEN {
+        let (_, kind) = gateway
+            .send_over(&connector(&gateway.roots, false), readyz())
+            .await;
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    }
+    let (response, kind) = gateway.send_over(&returning, readyz()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(kind, Some(rustls::HandshakeKind::Resumed));
+
+    // Not TLS at all: a failed handshake.
+    let mut tcp = TcpStream::connect(gateway.addr).await.unwrap();
+    tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    until_closed(&mut tcp).await;
+
+    let handshakes = "switchyard_gateway_tls_handshakes_total";
+    assert_eq!(
+        gateway.metric(&format!("{handshakes}{{kind=\"full\"}}")),
+        BETWEEN + 1
+    );
+    assert_eq!(
+        gateway.metric(&format!("{handshakes}{{kind=\"resumed\"}}")),
+        1
+    );
+    assert_eq!(
+        gateway.metric(&format!("{handshakes}{{kind=\"failed\"}}")),
+        1
+    );
+    gateway.stop().await;
 }
 
 fn short_handshakes(settings: &mut GatewaySettings) {

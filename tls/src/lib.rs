@@ -11,10 +11,12 @@
 //! the socket has not accepted yet.
 
 mod accept;
+mod crypto;
 mod records;
 mod scratch;
 mod stream;
 
 pub use accept::{accept, connect};
+pub use crypto::{issue_session_tickets, provider};
 pub use records::Connection;
 pub use stream::TlsStream;

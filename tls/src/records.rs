@@ -7,7 +7,7 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
     WriteTraffic,
 };
-use rustls::Error;
+use rustls::{Error, HandshakeKind};
 
 /// rustls' unbuffered connection, of either side: [`UnbufferedServerConnection`] (what
 /// [`crate::accept`] makes) or [`UnbufferedClientConnection`] ([`crate::connect`]).
@@ -20,6 +20,9 @@ pub trait Connection: Send + Unpin + 'static {
         &'c mut self,
         incoming: &'i mut [u8],
     ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+
+    /// Whether the handshake was full or resumed a session; `None` until it is done.
+    fn handshake_kind(&self) -> Option<HandshakeKind>;
 }
 
 impl Connection for UnbufferedServerConnection {
@@ -31,6 +34,10 @@ impl Connection for UnbufferedServerConnection {
     ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
         (**self).process_tls_records(incoming)
     }
+
+    fn handshake_kind(&self) -> Option<HandshakeKind> {
+        (**self).handshake_kind()
+    }
 }
 
 impl Connection for UnbufferedClientConnection {
@@ -41,6 +48,10 @@ impl Connection for UnbufferedClientConnection {
         incoming: &'i mut [u8],
     ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
         (**self).process_tls_records(incoming)
+    }
+
+    fn handshake_kind(&self) -> Option<HandshakeKind> {
+        (**self).handshake_kind()
     }
 }
 
@@ -78,6 +89,10 @@ pub(crate) struct Records<C> {
 }
 
 impl<C: Connection> Records<C> {
+    pub(crate) fn connection(&self) -> &C {
+        &self.conn
+    }
+
     pub(crate) fn new(conn: C) -> Records<C> {
         Records {
             conn,

@@ -8,6 +8,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use rustls::server::UnbufferedServerConnection;
+use rustls::HandshakeKind;
 
 use crate::records::{Connection, Progress, Records, Seal};
 use crate::scratch;
@@ -83,6 +84,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin, C: Connection> TlsStream<IO, C> {
             }
         })
         .await
+    }
+
+    /// Whether the handshake resumed an earlier session (a TLS 1.3 ticket or a TLS 1.2
+    /// session id): no certificate was signed or checked for it.
+    pub fn resumed(&self) -> bool {
+        self.records.connection().handshake_kind() == Some(HandshakeKind::Resumed)
     }
 
     /// Bytes this connection holds in buffers of its own (not rustls' state): zero

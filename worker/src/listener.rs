@@ -91,7 +91,7 @@ pub fn tls_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, ListenerTlsErr
             .add(ca)
             .map_err(|e| ListenerTlsError::ClientCa(e.to_string()))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = switchyard_tls::provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| ListenerTlsError::ClientCa(e.to_string()))?;
@@ -100,6 +100,9 @@ pub fn tls_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, ListenerTlsErr
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The gateway keeps one client config per process, so its hand-offs resume and skip
+    // both certificates (its own and the worker's).
+    switchyard_tls::issue_session_tickets(&mut config)?;
     Ok(Arc::new(config))
 }
 
