@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, trace};
 
-pub(crate) use handshake::{append_query, Target};
+pub(crate) use handshake::{append_query, tls_config, Target};
 pub use handshake::{ConnectError, Phase};
 pub use options::{
     ConnectOptions, TlsTrust, TokenVia, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use switchyard_client::{Client, ClientOptions, Event};
-use switchyard_testkit::{Stack, WAIT};
+use switchyard_testkit::{metric_sum, Stack, WAIT};
 use tokio::sync::mpsc;
 
 async fn wait_for(
@@ -77,9 +77,11 @@ async fn the_client_moves_to_another_worker_on_drain_and_misses_nothing() {
     assert_eq!(order, seqs, "every message once, in order, across the move");
 }
 
+/// Also its TLS session: the client keeps one TLS config across attempts, so the
+/// reconnect takes the ticket the gateway gave it and no certificate is signed again.
 #[tokio::test]
 async fn the_client_resumes_its_session_after_a_lost_socket() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(|o| o.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
     let proxy = switchyard_testkit::proxy::Proxy::start(stack.dev.addr).await;
     let token = stack.token("alice", &["feed"], &[]);
     let mut connect = stack.options("/ws", &token);
@@ -100,6 +102,7 @@ async fn the_client_resumes_its_session_after_a_lost_socket() {
     let publish = |i: i32| api.publish("feed", i.into());
     let mut want = vec![publish(0).await];
     wait_for(&mut events, |e| matches!(e, Event::Message { .. })).await;
+    let full_before_the_cut = full_tls_handshakes(&stack.admin_get("/metrics").await.1);
     proxy.cut();
     for i in 1..6 {
         want.push(publish(i).await);
@@ -125,4 +128,18 @@ async fn the_client_resumes_its_session_after_a_lost_socket() {
         "the messages published while the socket was down, once each"
     );
     assert!(client.reconnects() >= 1);
+    let (_, metrics) = stack.admin_get("/metrics").await;
+    assert_eq!(
+        full_tls_handshakes(&metrics),
+        full_before_the_cut,
+        "the reconnect resumed its TLS session (so did the API's publishes):\n{metrics}"
+    );
+}
+
+fn full_tls_handshakes(metrics: &str) -> f64 {
+    metric_sum(
+        metrics,
+        "switchyard_gateway_tls_handshakes_total",
+        &[("kind", "full")],
+    )
 }

@@ -20,7 +20,10 @@ use super::resume::resume_url;
 use super::{
     ClientError, ClientOptions, Command, Event, Reply, RequestKind, Shared, TokenProvider,
 };
-use crate::connection::{ConnectError, ConnectOptions, Connection, Incoming, RecvError};
+use crate::connection::{
+    tls_config, ConnectError, ConnectOptions, Connection, Incoming, Phase, RecvError, Target,
+    TlsTrust,
+};
 use frames::request_frame;
 
 mod frames;
@@ -50,6 +53,7 @@ pub(crate) async fn run(
         next_ref: 1,
         close_done: None,
         welcomed: false,
+        tls: None,
     };
     let code = task.run().await;
     for (_, pending) in std::mem::take(&mut task.requests) {
@@ -125,6 +129,8 @@ struct Task {
     provider: Option<TokenProvider>,
     close_done: Option<oneshot::Sender<()>>,
     welcomed: bool,
+    /// The TLS config every attempt uses, built at the first ([`Task::tls_trust`]).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Task {
@@ -133,6 +139,7 @@ impl Task {
             let connect = ConnectOptions {
                 url: self.url(),
                 token: self.current_token(),
+                tls: self.tls_trust(),
                 ..self.opts.connect.clone()
             };
             debug!(url = %redact(&connect.url), "connecting");
@@ -180,6 +187,26 @@ impl Task {
         }
     }
 
+    /// One TLS config for every attempt: its session cache lets a reconnect resume the
+    /// last session, so neither side checks or signs a certificate again (and a CA file
+    /// is not read per attempt). After a failed TLS handshake it is built anew, so a CA
+    /// replaced on disk is read. A trust that cannot be built is passed on as it is, for
+    /// the attempt to report.
+    fn tls_trust(&mut self) -> TlsTrust {
+        let trust = &self.opts.connect.tls;
+        let wss = Target::parse(&self.opts.connect.url).is_ok_and(|t| t.tls);
+        if matches!(trust, TlsTrust::Config(_)) || !wss {
+            return trust.clone();
+        }
+        if self.tls.is_none() {
+            self.tls = tls_config(trust).ok();
+        }
+        match &self.tls {
+            Some(config) => TlsTrust::Config(config.clone()),
+            None => trust.clone(),
+        }
+    }
+
     fn current_token(&self) -> Option<String> {
         match &self.provider {
             Some(provider) => Some(provider()),
@@ -210,6 +237,12 @@ impl Task {
             (ConnectError::TlsConfig(_), _) => false,
             _ => true,
         };
+        if let ConnectError::Io {
+            phase: Phase::Tls, ..
+        } = error
+        {
+            self.tls = None;
+        }
         debug!(%error, retry, "connection attempt failed");
         self.emit(Event::ConnectFailed {
             error,
