@@ -73,8 +73,8 @@ impl Target {
             for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
                 roots.add(cert.context("bad CA certificate")?)?;
             }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
+            // Browsers' suite order, as the server's real clients offer it.
+            let config = rustls::ClientConfig::builder_with_provider(switchyard_tls::provider())
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
