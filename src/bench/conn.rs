@@ -38,7 +38,8 @@ pub struct Target {
     pub addr: SocketAddr,
     authority: String,
     pub path: String,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The clients' TLS config (each client clones it with its own session cache).
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl Target {
@@ -79,7 +80,7 @@ impl Target {
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             let name = ServerName::try_from(host.clone())?;
-            Some((TlsConnector::from(Arc::new(config)), name))
+            Some((Arc::new(config), name))
         } else {
             None
         };
@@ -143,11 +144,30 @@ impl ConnError {
     }
 }
 
-/// Dials and upgrades; `path` overrides the URL's path (a resume path, say).
+/// One virtual client's TLS sessions. Like a browser, a client keeps the tickets the
+/// server gave it: its reconnects resume (no certificate signed or checked), while a new
+/// client's first handshake is full. (A cache shared by all of an agent's clients would
+/// resume nearly every handshake from its last few tickets.)
+#[derive(Default)]
+pub struct TlsSessions(Option<Arc<rustls::ClientConfig>>);
+
+impl TlsSessions {
+    fn connector(&mut self, shared: &Arc<rustls::ClientConfig>) -> TlsConnector {
+        let own = self.0.get_or_insert_with(|| {
+            let mut config = (**shared).clone();
+            config.resumption = rustls::client::Resumption::in_memory_sessions(1);
+            Arc::new(config)
+        });
+        TlsConnector::from(own.clone())
+    }
+}
+
+/// Dials and upgrades, over TLS with the client's own `sessions`.
 pub async fn connect(
     target: &Target,
     source: Option<IpAddr>,
     token: &str,
+    sessions: &mut TlsSessions,
 ) -> Result<Ws, ConnError> {
     let socket = match target.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -165,11 +185,14 @@ pub async fn connect(
         .map_err(ConnError::Connect)?;
     let _ = tcp.set_nodelay(true);
     let mut stream: Stream = match &target.tls {
-        Some((connector, name)) => Either::Left(
-            timeout(PHASE_TIMEOUT, connector.connect(name.clone(), tcp))
-                .await
-                .map_err(|_| ConnError::Timeout("tls"))?
-                .map_err(ConnError::Tls)?,
+        Some((config, name)) => Either::Left(
+            timeout(
+                PHASE_TIMEOUT,
+                sessions.connector(config).connect(name.clone(), tcp),
+            )
+            .await
+            .map_err(|_| ConnError::Timeout("tls"))?
+            .map_err(ConnError::Tls)?,
         ),
         None => Either::Right(tcp),
     };

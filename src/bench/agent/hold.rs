@@ -90,7 +90,7 @@ impl Ctx {
 
     /// Connects connection `n` and subscribes (with `since` when resuming a room).
     async fn open(&self, n: u64, state: &mut ConnState, token: &str) -> Result<Ws, ConnError> {
-        let mut ws = conn::connect(&self.target, self.source(n), token).await?;
+        let mut ws = conn::connect(&self.target, self.source(n), token, &mut state.tls).await?;
         // The plan's rooms are valid names.
         let room = RoomName::parse(&self.job.rooms.room(n)).expect("bench room names are valid");
         let since = state.epoch.is_some().then_some(state.last_seq);

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_protocol::frame::{peek_msg_seq, split_pieces};
 use switchyard_protocol::ServerFrame;
 
+use crate::bench::conn::TlsSessions;
 use crate::bench::stats::Histogram;
 
 /// Shards of counters: connections pick one by index, so two threads rarely meet.
@@ -106,6 +107,8 @@ pub(crate) struct ConnState {
     /// Reconnected after a storm and not yet counted as done.
     pub(crate) storm_pending: bool,
     pub(crate) catching: Option<Catching>,
+    /// Kept across a storm's reconnect, as a browser keeps its TLS tickets.
+    pub(crate) tls: TlsSessions,
 }
 
 impl ConnState {
