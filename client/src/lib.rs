@@ -11,7 +11,9 @@
 //!   `Connection` and what outlives it: subscriptions with the last seq and epoch of each
 //!   room, requests waiting for their `ref`, the resume path and token. It reconnects
 //!   with jittered backoff, resumes or resubscribes with `since`, drops duplicate seqs,
-//!   and reports everything as [`Event`]s on a bounded channel.
+//!   and reports everything as [`Event`]s on a bounded channel. Its attempts share one
+//!   TLS configuration, so a reconnect also resumes the TLS session (no certificate to
+//!   check, none for the server to sign).
 //!
 //! Data moves: user call → `Client` handle → command channel → client task →
 //! `Connection` outbox → writer task → socket; socket → reader task → `Connection` inbox
