@@ -16,6 +16,7 @@
 //! stored twice.
 
 mod backoff;
+mod presence;
 mod resume;
 mod rooms;
 mod task;
@@ -361,7 +362,9 @@ impl Client {
         }
     }
 
-    /// The members of a room.
+    /// The members of a room. A `join` or `leave` of the room that arrives while the
+    /// answer is on its way is applied over it, so the list agrees with the
+    /// [`Event::Join`] and [`Event::Leave`] already delivered.
     pub async fn presence(&self, room: &str) -> Result<Vec<Member>, ClientError> {
         let room = RoomName::parse(room).map_err(|_| ClientError::BadRoom)?;
         match self.request(RequestKind::Presence { room }).await? {

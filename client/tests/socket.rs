@@ -434,6 +434,42 @@ async fn client_resumes_resubscribes_dedupes_and_retries_publish() {
     ));
 }
 
+/// A join or leave that reaches the client before the `presence` answer it passed (the
+/// server read the members before it) is applied over the answer.
+#[tokio::test]
+async fn a_presence_answer_takes_the_joins_and_leaves_that_passed_it() {
+    let mut server = TestServer::start(None).await;
+    let opts =
+        ClientOptions::new(ConnectOptions::new(server.url("/ws")).token("jwt", TokenVia::Header));
+    let (client, mut events) = Client::start(opts);
+    let mut s1 = server.accept().await;
+    s1.send(&welcome("c1", "rt/1", false)).await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+    let asking = {
+        let client = client.clone();
+        tokio::spawn(async move { client.presence("lobby").await })
+    };
+    let request = s1.recv_json().await;
+    assert_eq!(request["op"], "presence");
+    let reference = request["ref"].as_str().unwrap().to_string();
+    s1.send(&format!(
+        "{}\n{}\n{}\n{}",
+        r#"{"op":"join","room":"lobby","user":"bob"}"#,
+        r#"{"op":"join","room":"other","user":"dave"}"#,
+        r#"{"op":"leave","room":"lobby","user":"carol"}"#,
+        serde_json::json!({"op": "presence", "room": "lobby", "ref": reference,
+            "members": [{"user": "alice", "conns": 2}, {"user": "carol", "conns": 1}]}),
+    ))
+    .await;
+    let members = asking.await.unwrap().unwrap();
+    let listed: Vec<_> = members.iter().map(|m| (m.user.as_str(), m.conns)).collect();
+    assert_eq!(listed, [("alice", 2), ("bob", 1)]);
+    client.close().await.ok();
+}
+
 #[tokio::test]
 async fn client_stops_on_policy_close_and_on_fixed_bad_token() {
     let mut server = TestServer::start(None).await;

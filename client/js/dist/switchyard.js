@@ -207,6 +207,57 @@ function encodeClientFrames(frames) {
 return { SUBPROTOCOL, AUTH_SUBPROTOCOL_PREFIX, CloseCode, shouldReconnect, parseServerText, encodeClientFrames };
 })();
 
+// --- presence.ts
+const __presence = (() => {
+// Presence answers and the events that pass them. The server reads a room's members
+// after the `presence` request arrives, and a `join` or `leave` published meanwhile can
+// reach the client before the answer does while the answer does not show it (on NATS the
+// read and the event take different paths). Such events are newer than the answer, so
+// they are applied over it: the list a caller gets agrees with the events it has seen.
+/** The events seen per room while `presence` answers for it are on their way. */
+class PresenceLogs {
+    constructor() {
+        this.open = new Map();
+    }
+    /** Starts a log for one request; give it back to {@link PresenceLogs.close}. */
+    start(room) {
+        const log = [];
+        let logs = this.open.get(room);
+        if (logs === undefined) {
+            logs = new Set();
+            this.open.set(room, logs);
+        }
+        logs.add(log);
+        return log;
+    }
+    close(room, log) {
+        const logs = this.open.get(room);
+        logs?.delete(log);
+        if (logs?.size === 0)
+            this.open.delete(room);
+    }
+    /** A `join` or `leave` of `room` came: every open log of the room takes it. */
+    record(room, user, present) {
+        for (const log of this.open.get(room) ?? [])
+            log.push([user, present]);
+    }
+}
+/** `members` with `changes` applied in order: a joined user is listed (with one
+ * connection, unless listed already), a user who left is not. */
+function applyChanges(members, changes) {
+    const list = [...members];
+    for (const [user, present] of changes) {
+        const at = list.findIndex((m) => m.user === user);
+        if (present && at < 0)
+            list.push({ user, conns: 1 });
+        if (!present && at >= 0)
+            list.splice(at, 1);
+    }
+    return list;
+}
+return { PresenceLogs, applyChanges };
+})();
+
 // --- requests.ts
 const __requests = (() => {
 // Requests waiting for their answer, by `ref`: publish (answered by `ack`), presence
@@ -590,6 +641,7 @@ const { Backoff, jitter } = __backoff;
 const { ClosedError, InvalidArgumentError, ServerError } = __errors;
 const { Emitter, callSafely } = __events;
 const { AUTH_SUBPROTOCOL_PREFIX, CloseCode, SUBPROTOCOL, encodeClientFrames, parseServerText, shouldReconnect } = __frames;
+const { PresenceLogs, applyChanges } = __presence;
 const { Requests, requestFrame } = __requests;
 const { redactUrl, resumeUrl } = __resume;
 const { Rooms, isValidRoom } = __rooms;
@@ -628,6 +680,7 @@ class Client extends Emitter {
         super();
         this.table = new Rooms();
         this.requests = new Requests();
+        this.presenceLogs = new PresenceLogs();
         this.handlers = new Map();
         this.current = "idle";
         /** The current socket has had its `welcome`. */
@@ -741,10 +794,21 @@ class Client extends Emitter {
     async publishEphemeral(room, data) {
         await this.request({ kind: "publish", room: checkRoom(room), data: checkData(data), ephemeral: true });
     }
-    /** The members of a room (needs permission to subscribe to it, not a subscription). */
+    /**
+     * The members of a room (needs permission to subscribe to it, not a subscription).
+     * A `join` or `leave` of the room that arrives while the answer is on its way is
+     * applied over it: the list agrees with the events already delivered.
+     */
     async presence(room) {
-        const answer = await this.request({ kind: "presence", room: checkRoom(room) });
-        return answer.op === "presence" ? answer.members : [];
+        const name = checkRoom(room);
+        const log = this.presenceLogs.start(name);
+        try {
+            const answer = await this.request({ kind: "presence", room: name });
+            return answer.op === "presence" ? applyChanges(answer.members, log) : [];
+        }
+        finally {
+            this.presenceLogs.close(name, log);
+        }
     }
     /**
      * Extends the connection with a new token; resolves with its `exp`. With a fixed
@@ -1075,10 +1139,12 @@ class Client extends Emitter {
                 this.emit("unsubscribed", { room: frame.room });
                 return;
             case "join":
+                this.presenceLogs.record(frame.room, frame.user, true);
                 this.each(frame.room, (h) => h.join && callSafely(h.join, frame.user));
                 this.emit("join", { room: frame.room, user: frame.user });
                 return;
             case "leave":
+                this.presenceLogs.record(frame.room, frame.user, false);
                 this.each(frame.room, (h) => h.leave && callSafely(h.leave, frame.user));
                 this.emit("leave", { room: frame.room, user: frame.user });
                 return;

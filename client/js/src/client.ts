@@ -35,6 +35,7 @@ import {
   type ServerFrame,
   type WelcomeFrame,
 } from "./frames.js";
+import { PresenceLogs, applyChanges } from "./presence.js";
 import { Requests, requestFrame, type Request } from "./requests.js";
 import { redactUrl, resumeUrl } from "./resume.js";
 import { Rooms, isValidRoom } from "./rooms.js";
@@ -137,6 +138,7 @@ export class Client extends Emitter<ClientEvents> {
   private readonly maxFrameBytes: number;
   private readonly table = new Rooms();
   private readonly requests = new Requests();
+  private readonly presenceLogs = new PresenceLogs();
   private readonly handlers = new Map<string, Set<SubscriptionHandlers>>();
 
   private current: ClientState = "idle";
@@ -261,10 +263,20 @@ export class Client extends Emitter<ClientEvents> {
     await this.request({ kind: "publish", room: checkRoom(room), data: checkData(data), ephemeral: true });
   }
 
-  /** The members of a room (needs permission to subscribe to it, not a subscription). */
+  /**
+   * The members of a room (needs permission to subscribe to it, not a subscription).
+   * A `join` or `leave` of the room that arrives while the answer is on its way is
+   * applied over it: the list agrees with the events already delivered.
+   */
   async presence(room: string): Promise<Member[]> {
-    const answer = await this.request({ kind: "presence", room: checkRoom(room) });
-    return answer.op === "presence" ? answer.members : [];
+    const name = checkRoom(room);
+    const log = this.presenceLogs.start(name);
+    try {
+      const answer = await this.request({ kind: "presence", room: name });
+      return answer.op === "presence" ? applyChanges(answer.members, log) : [];
+    } finally {
+      this.presenceLogs.close(name, log);
+    }
   }
 
   /**
@@ -601,10 +613,12 @@ export class Client extends Emitter<ClientEvents> {
         this.emit("unsubscribed", { room: frame.room });
         return;
       case "join":
+        this.presenceLogs.record(frame.room, frame.user, true);
         this.each(frame.room, (h) => h.join && callSafely(h.join, frame.user));
         this.emit("join", { room: frame.room, user: frame.user });
         return;
       case "leave":
+        this.presenceLogs.record(frame.room, frame.user, false);
         this.each(frame.room, (h) => h.leave && callSafely(h.leave, frame.user));
         this.emit("leave", { room: frame.room, user: frame.user });
         return;

@@ -343,6 +343,31 @@ test("presence resolves with the members", async () => {
   assert.deepEqual(await members, [{ user: "alice", conns: 2 }]);
 });
 
+test("a join or leave that passes a presence answer is applied over it", async () => {
+  const { client, online } = setup();
+  client.connect();
+  const socket = online();
+  const members = client.presence("lobby");
+  const other = client.presence("other");
+  const [frame, otherFrame] = socket.framesOf("presence");
+  // Bob joined and carol left after the server read the members; both events came first.
+  socket.deliver({ op: "join", room: "lobby", user: "bob" }, { op: "leave", room: "lobby", user: "carol" });
+  socket.deliver({
+    op: "presence",
+    room: "lobby",
+    ref: frame.ref,
+    members: [{ user: "alice", conns: 2 }, { user: "carol", conns: 1 }],
+  });
+  assert.deepEqual(await members, [{ user: "alice", conns: 2 }, { user: "bob", conns: 1 }]);
+  // Another room's answer takes none of them, and a later listing starts afresh.
+  socket.deliver({ op: "presence", room: "other", ref: otherFrame.ref, members: [] });
+  assert.deepEqual(await other, []);
+  const again = client.presence("lobby");
+  const [, , third] = socket.framesOf("presence");
+  socket.deliver({ op: "presence", room: "lobby", ref: third.ref, members: [{ user: "carol", conns: 1 }] });
+  assert.deepEqual(await again, [{ user: "carol", conns: 1 }]);
+});
+
 test("join and leave reach the room's handlers and the client's events", () => {
   const { client, events, online } = setup();
   const seen = [];

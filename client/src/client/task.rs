@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
 use super::backoff::{jitter, Backoff};
+use super::presence::Change;
 use super::resume::resume_url;
 use super::{
     ClientError, ClientOptions, Command, Event, Reply, RequestKind, Shared, TokenProvider,
@@ -89,6 +90,9 @@ struct Pending {
     kind: RequestKind,
     reply: Option<oneshot::Sender<Result<Reply, ClientError>>>,
     sent: bool,
+    /// For a sent `presence`: the room's joins and leaves seen since, applied over its
+    /// answer ([`super::presence`]).
+    passed: Vec<Change>,
 }
 
 /// How a session or an attempt ended.

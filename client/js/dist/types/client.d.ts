@@ -69,6 +69,7 @@ export declare class Client extends Emitter<ClientEvents> {
     private readonly maxFrameBytes;
     private readonly table;
     private readonly requests;
+    private readonly presenceLogs;
     private readonly handlers;
     private current;
     private socket;
@@ -110,7 +111,11 @@ export declare class Client extends Emitter<ClientEvents> {
     publish(room: string, data: unknown): Promise<number>;
     /** Publishes a live-only message (no seq, not stored); resolves when the server took it. Not retried after a disconnect. */
     publishEphemeral(room: string, data: unknown): Promise<void>;
-    /** The members of a room (needs permission to subscribe to it, not a subscription). */
+    /**
+     * The members of a room (needs permission to subscribe to it, not a subscription).
+     * A `join` or `leave` of the room that arrives while the answer is on its way is
+     * applied over it: the list agrees with the events already delivered.
+     */
     presence(room: string): Promise<Member[]>;
     /**
      * Extends the connection with a new token; resolves with its `exp`. With a fixed

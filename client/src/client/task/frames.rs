@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tracing::trace;
 
 use super::{Pending, Task};
+use crate::client::presence::apply_changes;
 use crate::client::rooms::{AlreadyHeld, Verdict};
 use crate::client::{ClientError, Event, Reply, RequestKind};
 use crate::connection::Connection;
@@ -31,9 +32,25 @@ impl Task {
                 kind,
                 reply,
                 sent: frame.is_some(),
+                passed: Vec::new(),
             },
         );
         frame
+    }
+
+    fn pending(&self, reference: Option<&str>) -> Option<&Pending> {
+        let id = reference?.parse::<u64>().ok()?;
+        self.requests.get(&id)
+    }
+
+    /// A join or leave of `room`: every sent `presence` of the room waiting for its
+    /// answer takes it.
+    fn passed(&mut self, room: &str, user: &str, present: bool) {
+        for pending in self.requests.values_mut().filter(|p| p.sent) {
+            if matches!(&pending.kind, RequestKind::Presence { room: r } if r.as_str() == room) {
+                pending.passed.push((user.to_string(), present));
+            }
+        }
     }
 
     /// Resolves the request a `ref` names. Returns false when none waits for it.
@@ -138,6 +155,10 @@ impl Task {
             ServerFrame::Presence {
                 reference, members, ..
             } => {
+                let members = match self.pending(reference.as_deref()) {
+                    Some(pending) => apply_changes(members, &pending.passed),
+                    None => members,
+                };
                 self.resolve(reference.as_deref(), Ok(Reply::Presence(members)))
                     .await;
             }
@@ -146,6 +167,7 @@ impl Task {
                     .await;
             }
             ServerFrame::Join { room, user } => {
+                self.passed(&room, &user, true);
                 self.emit(Event::Join {
                     room: room.into_owned(),
                     user: user.into_owned(),
@@ -153,6 +175,7 @@ impl Task {
                 .await
             }
             ServerFrame::Leave { room, user } => {
+                self.passed(&room, &user, false);
                 self.emit(Event::Leave {
                     room: room.into_owned(),
                     user: user.into_owned(),
