@@ -18,10 +18,21 @@ use crate::room::RoomName;
 /// Splits a text frame into its newline-delimited pieces, skipping empty ones
 /// (a trailing newline, or `\r\n` line ends).
 pub fn split_pieces(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
-    payload
-        .split(|b| *b == b'\n')
-        .map(|piece| piece.strip_suffix(b"\r").unwrap_or(piece))
-        .filter(|piece| !piece.iter().all(u8::is_ascii_whitespace))
+    let mut rest = Some(payload);
+    std::iter::from_fn(move || loop {
+        // memchr finds the newline a word at a time: a batched frame holds up to
+        // thousands of lines, and every worker and client splits each one.
+        let bytes = rest?;
+        let (piece, next) = match memchr::memchr(b'\n', bytes) {
+            Some(at) => (&bytes[..at], Some(&bytes[at + 1..])),
+            None => (bytes, None),
+        };
+        rest = next;
+        let piece = piece.strip_suffix(b"\r").unwrap_or(piece);
+        if !piece.iter().all(u8::is_ascii_whitespace) {
+            return Some(piece);
+        }
+    })
 }
 
 /// A frame from a client, validated.
@@ -505,23 +516,24 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Reads the `seq` of a `msg` line as [`encode_msg`] writes it, without a full parse
-/// (the bench reads millions). Only the part before `data` is searched: room and sender
-/// names cannot hold a quote, so `"seq":` there is the real field.
+/// (the bench reads millions): `seq` comes right after the room, whose name cannot hold
+/// a quote, so the room's closing quote is the first quote after its opening one.
 pub fn peek_msg_seq(piece: &[u8]) -> Option<u64> {
-    let head = &piece[..find(piece, b"\"data\":")?];
-    let start = find(head, b"\"seq\":")? + 6;
-    let digits = piece[start..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&piece[start..start + digits])
-        .ok()?
-        .parse()
-        .ok()
+    let room = piece.strip_prefix(b"{\"op\":\"msg\",\"room\":\"")?;
+    let after_room = &room[memchr::memchr(b'"', room)? + 1..];
+    leading_u64(after_room.strip_prefix(b",\"seq\":")?)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The decimal number at the start of `bytes`; `None` when there is none or it does not
+/// fit a `u64`.
+pub fn leading_u64(bytes: &[u8]) -> Option<u64> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    bytes[..digits].iter().try_fold(0u64, |n, b| {
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 #[cfg(test)]

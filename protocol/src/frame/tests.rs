@@ -204,4 +204,14 @@ fn msg_encoding_is_valid_json_and_peekable() {
     assert_eq!(peek_msg_seq(&eph), None);
     let zero = encode_msg("r", Some(0), "a", 0, b"1");
     assert_eq!(peek_msg_seq(&zero), Some(0));
+    let last = encode_msg("@bob", Some(u64::MAX), "$server", 0, br#"{"seq":2}"#);
+    assert_eq!(peek_msg_seq(&last), Some(u64::MAX));
+    // Not the layout `encode_msg` writes: no answer rather than a wrong one.
+    assert_eq!(peek_msg_seq(br#"{"op":"msg","seq":3,"room":"r"}"#), None);
+    assert_eq!(
+        peek_msg_seq(br#"{"op":"msg","room":"r","seq":18446744073709551616}"#),
+        None
+    );
+    assert_eq!(peek_msg_seq(br#"{"op":"msg","room":"r","seq":x}"#), None);
+    assert_eq!(peek_msg_seq(br#"{"op":"msg","room":"r"#), None);
 }

@@ -30,7 +30,7 @@ pub(crate) fn peek_stamps(piece: &[u8]) -> Option<(u64, u64)> {
     const MARK: &[u8] = b"\"data\":{\"s\":";
     // `data` is short and last: look only at the tail.
     let from = piece.len().saturating_sub(96);
-    let at = piece[from..].windows(MARK.len()).position(|w| w == MARK)? + from + MARK.len();
+    let at = memchr::memmem::find(&piece[from..], MARK)? + from + MARK.len();
     let (s, rest) = number(&piece[at..])?;
     let rest = rest.strip_prefix(b",\"t\":")?;
     let (t, _) = number(rest)?;
