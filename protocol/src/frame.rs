@@ -521,19 +521,21 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 pub fn peek_msg_seq(piece: &[u8]) -> Option<u64> {
     let room = piece.strip_prefix(b"{\"op\":\"msg\",\"room\":\"")?;
     let after_room = &room[memchr::memchr(b'"', room)? + 1..];
-    leading_u64(after_room.strip_prefix(b",\"seq\":")?)
+    let (seq, _) = leading_u64(after_room.strip_prefix(b",\"seq\":")?)?;
+    Some(seq)
 }
 
-/// The decimal number at the start of `bytes`; `None` when there is none or it does not
-/// fit a `u64`.
-pub fn leading_u64(bytes: &[u8]) -> Option<u64> {
+/// The decimal number at the start of `bytes` and what follows it; `None` when there is
+/// none or it does not fit a `u64`.
+pub fn leading_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 {
         return None;
     }
-    bytes[..digits].iter().try_fold(0u64, |n, b| {
+    let n = bytes[..digits].iter().try_fold(0u64, |n, b| {
         n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    })?;
+    Some((n, &bytes[digits..]))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use switchyard_protocol::frame::{peek_msg_seq, split_pieces};
+use switchyard_protocol::frame::{leading_u64, peek_msg_seq, split_pieces};
 use switchyard_protocol::ServerFrame;
 
 use crate::bench::conn::TlsSessions;
@@ -31,22 +31,10 @@ pub(crate) fn peek_stamps(piece: &[u8]) -> Option<(u64, u64)> {
     // `data` is short and last: look only at the tail.
     let from = piece.len().saturating_sub(96);
     let at = memchr::memmem::find(&piece[from..], MARK)? + from + MARK.len();
-    let (s, rest) = number(&piece[at..])?;
+    let (s, rest) = leading_u64(&piece[at..])?;
     let rest = rest.strip_prefix(b",\"t\":")?;
-    let (t, _) = number(rest)?;
+    let (t, _) = leading_u64(rest)?;
     Some((s, t))
-}
-
-fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    if len == 0 || len > 19 {
-        return None;
-    }
-    let mut n = 0u64;
-    for b in &bytes[..len] {
-        n = n * 10 + u64::from(b - b'0');
-    }
-    Some((n, &bytes[len..]))
 }
 
 #[derive(Default)]
