@@ -416,6 +416,36 @@ async fn nats_presence_spans_processes_and_forgets_a_dead_one() {
     );
 }
 
+/// Refreshes keep a held entry past its TTL with its counts as they were: an entry only
+/// this process holds (written back from its own count) and one two processes hold
+/// (written back as last read).
+#[tokio::test]
+async fn nats_presence_entries_outlive_their_ttl_through_refreshes() {
+    let ttl = Duration::from_secs(1);
+    let (_server, a, b) = two_nats_brokers(ttl).await;
+    let r = room("lobby");
+    let (bob, carol) = (user("bob"), user("carol"));
+    a.join(&r, &bob, &"c1".into()).await.unwrap();
+    a.join(&r, &bob, &"c2".into()).await.unwrap();
+    a.join(&r, &carol, &"c3".into()).await.unwrap();
+    b.join(&r, &carol, &"c4".into()).await.unwrap();
+    let listed = || async {
+        let mut members: Vec<_> = a
+            .presence(&r)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.user, m.conns))
+            .collect();
+        members.sort();
+        members
+    };
+    let want = [("bob".to_string(), 2), ("carol".to_string(), 2)];
+    assert_eq!(listed().await, want);
+    tokio::time::sleep(ttl * 3).await;
+    assert_eq!(listed().await, want, "after three TTLs");
+}
+
 /// A process that held presence once stays marked alive while it holds none: a join
 /// after a quiet spell longer than the TTL is not taken for a dead holder's by another
 /// process joining the same user (which would announce the user a second time).
