@@ -64,9 +64,21 @@ pub(super) struct Presence {
 
 struct Held {
     conns: Conns,
-    /// The entry as this process last wrote or read it (revision, value): a refresh
-    /// writes it back on that revision, and reads only if someone wrote in between.
-    stored: Option<(u64, Box<[u8]>)>,
+    /// The revision of the entry as this process last wrote or read it, 0 for none: a
+    /// refresh writes it back on that revision, and reads only if someone wrote in
+    /// between.
+    revision: u64,
+    /// Its value when it names other processes too. One that names only this process
+    /// is `{holder: conns}`, which `conns` rebuilds: most entries are that, and the copy
+    /// was an allocation per user and room held.
+    shared_value: Option<Box<[u8]>>,
+}
+
+impl Held {
+    fn forget_stored(&mut self) {
+        self.revision = 0;
+        self.shared_value = None;
+    }
 }
 
 /// What a sync of one key is for.
@@ -140,12 +152,13 @@ impl Presence {
                 .entry((room.clone(), user.clone()))
                 .or_insert_with(|| Held {
                     conns: Conns::Few(Vec::new()),
-                    stored: None,
+                    revision: 0,
+                    shared_value: None,
                 });
             if !entry.conns.insert(conn) {
                 return Ok(());
             }
-            entry.stored = None;
+            entry.forget_stored();
         }
         if !self.alive_written.load(Ordering::Relaxed) {
             self.write_alive().await?;
@@ -171,7 +184,7 @@ impl Presence {
                 return Ok(());
             }
             // What was stored counts the connection gone: a refresh must not write it back.
-            entry.stored = None;
+            entry.forget_stored();
         }
         self.sync(&key, room, user, Change::Leave, &Liveness::default())
             .await
@@ -260,7 +273,10 @@ impl Presence {
                     Some(h) if h.conns.is_empty() => {
                         held.remove(&id);
                     }
-                    Some(h) => h.stored = Some((revision, value)),
+                    Some(h) => {
+                        h.revision = revision;
+                        h.shared_value = others.then_some(value);
+                    }
                     None => {}
                 }
             }
@@ -401,15 +417,23 @@ impl Presence {
         let key = subjects::presence_key(room, user);
         let id = (room.clone(), user.clone());
         let _turn = self.stripe(&key).lock().await;
-        let stored = lock(&self.held).get(&id).and_then(|h| h.stored.clone());
+        let stored = lock(&self.held)
+            .get(&id)
+            .filter(|h| h.revision > 0)
+            .map(|h| {
+                let value = match &h.shared_value {
+                    Some(value) => Bytes::copy_from_slice(value),
+                    None => {
+                        let mine = Holders::from([(self.holder.clone(), h.conns.len() as u32)]);
+                        encode(&mine).into()
+                    }
+                };
+                (h.revision, value)
+            });
         if let Some((revision, value)) = stored {
-            let written = self
-                .kv
-                .update(&key, Bytes::copy_from_slice(&value), revision)
-                .await;
-            if let Ok(revision) = written {
+            if let Ok(revision) = self.kv.update(&key, value, revision).await {
                 if let Some(held) = lock(&self.held).get_mut(&id) {
-                    held.stored = Some((revision, value));
+                    held.revision = revision;
                 }
                 return Ok(());
             }
