@@ -38,11 +38,6 @@ impl Task {
         frame
     }
 
-    fn pending(&self, reference: Option<&str>) -> Option<&Pending> {
-        let id = reference?.parse::<u64>().ok()?;
-        self.requests.get(&id)
-    }
-
     /// A join or leave of `room`: every sent `presence` of the room waiting for its
     /// answer takes it.
     fn passed(&mut self, room: &str, user: &str, present: bool) {
@@ -53,7 +48,8 @@ impl Task {
         }
     }
 
-    /// Resolves the request a `ref` names. Returns false when none waits for it.
+    /// Resolves the request a `ref` names; a `presence` answer takes the joins and leaves
+    /// that passed it. Returns false when none waits for it.
     async fn resolve(
         &mut self,
         reference: Option<&str>,
@@ -64,6 +60,12 @@ impl Task {
         };
         let Some(pending) = self.requests.remove(&id) else {
             return false;
+        };
+        let answer = match answer {
+            Ok(Reply::Presence(members)) => {
+                Ok(Reply::Presence(apply_changes(members, &pending.passed)))
+            }
+            other => other,
         };
         match (pending.reply, answer) {
             (Some(reply), answer) => {
@@ -155,10 +157,6 @@ impl Task {
             ServerFrame::Presence {
                 reference, members, ..
             } => {
-                let members = match self.pending(reference.as_deref()) {
-                    Some(pending) => apply_changes(members, &pending.passed),
-                    None => members,
-                };
                 self.resolve(reference.as_deref(), Ok(Reply::Presence(members)))
                     .await;
             }
