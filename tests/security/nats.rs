@@ -119,6 +119,22 @@ pub(crate) struct Cluster {
     _stores: tempfile::TempDir,
 }
 
+/// A failing test shows why the cluster did what it did: each node's last log lines
+/// (say, a meta group that never placed an R3 stream).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!(
+                    "--- nats {} ---\n{}",
+                    node.name().unwrap_or(""),
+                    node.log_tail()
+                );
+            }
+        }
+    }
+}
+
 impl Cluster {
     pub(crate) async fn start(certs: &Path) -> Cluster {
         let routes = free_ports(3);
